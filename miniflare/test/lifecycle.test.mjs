@@ -1,0 +1,172 @@
+// Scenarios 8, 9 and 10: leaving and disconnecting, the runtime's ping/pong auto-response, and
+// `join` as an idempotent re-announcement that can change a peer's public metadata.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { errorShape, expectedError, startWorker, uniqueRoom } from "../lib/harness.mjs";
+
+let worker;
+before(async () => {
+  worker = await startWorker();
+});
+after(async () => {
+  await worker?.dispose();
+});
+
+describe("leaving", () => {
+  test("leave: the others get peer_left reason leave, the leaver is closed with 1000, a second leave is a no-op", async () => {
+    const room = uniqueRoom("leave");
+    const { a, b, A, B } = await worker.pair(room);
+    // Both frames go out before the server can close: the second one must change nothing.
+    a.send({ type: "leave", roomId: room });
+    a.send({ type: "leave", roomId: room });
+    assert.deepEqual(await b.next(), { type: "peer_left", roomId: room, peerId: A, reason: "leave" });
+    const closed = await a.closedWithin();
+    assert.equal(closed.code, 1000);
+    assert.equal(a.inbox.length, 0, `the leaver got: ${a.describeInbox()}`);
+    await b.expectSilence();
+
+    // A newcomer sees only B.
+    const { client: c, joined } = await worker.join(room, { label: "C" });
+    assert.deepEqual(joined.peers, [{ peerId: B, metadata: {} }]);
+    assert.deepEqual(await b.next(), { type: "peer_joined", roomId: room, peerId: joined.peerId, metadata: {} });
+    await Promise.all([b.expectSilence(), c.expectSilence()]);
+  });
+
+  test("an abrupt disconnect: the others get peer_left reason disconnect", async () => {
+    const room = uniqueRoom("abrupt");
+    const { a, b, A, B } = await worker.pair(room);
+    await b.terminate();
+    assert.deepEqual(await a.next(), { type: "peer_left", roomId: room, peerId: B, reason: "disconnect" });
+    await a.expectSilence();
+    assert.ok(A && a.isOpen);
+  });
+
+  for (const code of [4000, 1000]) {
+    test(`a close ${code} without leave: peer_left reason disconnect, and the server answers the close with ${code}`, async () => {
+      const room = uniqueRoom(`close-${code}`);
+      const { a, b, B } = await worker.pair(room);
+      b.close(code, "bye");
+      const closed = await b.closedWithin();
+      assert.equal(closed.code, code);
+      assert.deepEqual(await a.next(), { type: "peer_left", roomId: room, peerId: B, reason: "disconnect" });
+      await a.expectSilence();
+    });
+  }
+
+  test("the last peer leaving and a new one arriving: an empty room again", async () => {
+    const room = uniqueRoom("empty");
+    const { client: a } = await worker.join(room, { label: "A" });
+    a.send({ type: "leave", roomId: room });
+    assert.equal((await a.closedWithin()).code, 1000);
+    const { client: b, joined } = await worker.join(room, { label: "B" });
+    assert.deepEqual(joined.peers, []);
+    await b.expectSilence();
+  });
+});
+
+describe("ping", () => {
+  test('exactly {"type":"ping"} is answered with exactly {"type":"pong"}', async () => {
+    const room = uniqueRoom("ping");
+    const { a, b } = await worker.pair(room);
+    for (let i = 0; i < 3; i++) {
+      a.send('{"type":"ping"}');
+      const frame = await a.nextFrame();
+      assert.equal(frame.binary, false);
+      assert.equal(frame.raw, '{"type":"pong"}');
+    }
+    await Promise.all([a.expectSilence(), b.expectSilence()]);
+  });
+});
+
+describe("join after joining", () => {
+  test("a second join answers joined again without a second peer_joined", async () => {
+    const room = uniqueRoom("rejoin");
+    const { a, b, A, B } = await worker.pair(room);
+    b.send({ type: "join", roomId: room });
+    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: {} }] });
+    b.send({ type: "join", roomId: room, peerId: B });
+    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: {} }] });
+    a.send({ type: "join", roomId: room, metadata: {} }); // same as the default: no update
+    assert.deepEqual(await a.next(), { type: "joined", roomId: room, peerId: A, peers: [{ peerId: B, metadata: {} }] });
+    await Promise.all([a.expectSilence(), b.expectSilence()]);
+  });
+
+  test("new metadata reaches the others as peer_updated, later joiners see it in joined.peers", async () => {
+    const room = uniqueRoom("metadata");
+    const { a, b, A, B } = await worker.pair(room);
+    const metaA = { name: "alice", camera: true };
+    const metaB = { name: "bob", tags: ["viewer"], nested: { level: 2 } };
+
+    a.send({ type: "join", roomId: room, metadata: metaA, correlationId: "meta-a" });
+    assert.deepEqual(await a.next(), { type: "joined", roomId: room, peerId: A, peers: [{ peerId: B, metadata: {} }] });
+    assert.deepEqual(await b.next(), { type: "peer_updated", roomId: room, peerId: A, metadata: metaA });
+
+    b.send({ type: "join", roomId: room, metadata: metaB });
+    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: metaA }] });
+    assert.deepEqual(await a.next(), { type: "peer_updated", roomId: room, peerId: B, metadata: metaB });
+
+    // The same metadata again, and a join without metadata: joined, but nothing for the others.
+    b.send({ type: "join", roomId: room, metadata: metaB });
+    assert.equal((await b.next()).type, "joined");
+    b.send({ type: "join", roomId: room });
+    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: metaA }] });
+    await Promise.all([a.expectSilence(), b.expectSilence()]);
+
+    // A later joiner sees both, oldest first, with their current metadata.
+    const { client: c, joined } = await worker.join(room, { label: "C" });
+    assert.deepEqual(joined.peers, [
+      { peerId: A, metadata: metaA },
+      { peerId: B, metadata: metaB },
+    ]);
+    for (const member of [a, b]) {
+      assert.deepEqual(await member.next(), { type: "peer_joined", roomId: room, peerId: joined.peerId, metadata: {} });
+    }
+
+    // Changing it back to {} is a change too.
+    a.send({ type: "join", roomId: room, metadata: {} });
+    assert.equal((await a.next()).type, "joined");
+    for (const member of [b, c]) {
+      assert.deepEqual(await member.next(), { type: "peer_updated", roomId: room, peerId: A, metadata: {} });
+    }
+    await Promise.all([a.expectSilence(), b.expectSilence(), c.expectSilence()]);
+  });
+
+  test("metadata of exactly 1024 serialized bytes is accepted, 1025 is too_large", async () => {
+    const room = uniqueRoom("meta-size");
+    const { a, b, A } = await worker.pair(room);
+    const sized = (bytes) => {
+      const pad = bytes - JSON.stringify({ p: "" }).length;
+      return { p: "x".repeat(pad) };
+    };
+    assert.equal(JSON.stringify(sized(1024)).length, 1024);
+
+    a.send({ type: "join", roomId: room, metadata: sized(1025), correlationId: "too-big" });
+    assert.deepEqual(errorShape(await a.next()), expectedError("too_large", "too-big"));
+    await b.expectSilence();
+
+    a.send({ type: "join", roomId: room, metadata: sized(1024) });
+    assert.equal((await a.next()).type, "joined");
+    assert.deepEqual(await b.next(), { type: "peer_updated", roomId: room, peerId: A, metadata: sized(1024) });
+    await Promise.all([a.expectSilence(), b.expectSilence()]);
+  });
+
+  test("refused joins: wrong roomId, someone else's peerId, non-object metadata, no roomId", async () => {
+    const room = uniqueRoom("join-errors");
+    const { a, b, B } = await worker.pair(room);
+    const cases = [
+      [{ type: "join", roomId: "another-room", correlationId: "j1" }, expectedError("room_mismatch", "j1")],
+      [{ type: "join", roomId: room, peerId: B, correlationId: "j2" }, expectedError("forbidden_sender", "j2")],
+      [{ type: "join", roomId: room, metadata: ["not", "an", "object"], correlationId: "j3" }, expectedError("bad_request", "j3")],
+      [{ type: "join", roomId: room, metadata: "alice", correlationId: "j4" }, expectedError("bad_request", "j4")],
+      [{ type: "join", roomId: room, metadata: null, correlationId: "j5" }, expectedError("bad_request", "j5")],
+      [{ type: "join", correlationId: "j6" }, expectedError("bad_request", "j6")],
+    ];
+    for (const [frame, expected] of cases) {
+      a.send(frame);
+      assert.deepEqual(errorShape(await a.next()), expected, JSON.stringify(frame));
+    }
+    assert.ok(a.isOpen);
+    await Promise.all([a.expectSilence(), b.expectSilence()]);
+  });
+});

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, pinned, skipping what is already there. Safe to re-run.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$EDGESIGNAL_ROOT"
+
+step() { printf '\n== setup: %s\n' "$*"; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  step "rust target wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+for component in clippy rustfmt; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    step "rust component $component"
+    rustup component add "$component"
+  fi
+done
+
+if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+  step "worker-build $WORKER_BUILD_VERSION (about 6 minutes on 2 cores)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+
+if ! "$WASM_BINDGEN_BIN" --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; then
+  step "wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 4 minutes)"
+  # Not --locked: some versions' lock files name a dependency the index no longer serves.
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+# npm packages exactly as locked; re-installed only when the lock file changed.
+npm_ci() {
+  local dir="$1" stamp
+  stamp="$dir/node_modules/.edgesignal-lock.sha256"
+  if [ ! -f "$stamp" ] || ! sha256sum --status -c "$stamp" 2>/dev/null; then
+    step "npm ci in ${dir#"$EDGESIGNAL_ROOT"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+    (cd "$dir" && sha256sum package-lock.json) | sed "s|  |  $dir/|" > "$stamp"
+  fi
+}
+npm_ci "$EDGESIGNAL_ROOT"
+npm_ci "$EDGESIGNAL_ROOT/miniflare"
+echo "setup: ready"

@@ -1,0 +1,227 @@
+//! The entry Worker's decisions: route, find the token, verify it, authorize the room, and say
+//! whether the request may reach the room's Durable Object.
+//!
+//! Invariants:
+//! - Only [`EdgeDecision::Forward`] touches a Durable Object; every refusal is answered here.
+//! - A refused *upgrade* is answered with a WebSocket (101, one `error` frame, close 4401/4403):
+//!   browsers cannot read an HTTP body on a failed handshake. A refused plain request gets an
+//!   HTTP status and a JSON body.
+//! - When the client offered `signal.v1` in `Sec-WebSocket-Protocol`, every 101 answers it, so
+//!   the browser does not drop the connection before it reads the error frame. The token itself
+//!   is never echoed.
+//! - The identity reaches the room only in [`IDENTITY_HEADER`], which this Worker always sets
+//!   (so a client's own copy never passes through).
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{AuthError, Identity};
+use crate::config::{ConfigError, EdgeConfig};
+use crate::error::{close_code_for, ErrorCode};
+use crate::log::user_hash;
+use crate::protocol::RoomId;
+
+/// The subprotocol of this protocol version.
+pub const SUBPROTOCOL: &str = "signal.v1";
+/// Prefix of the subprotocol entry that carries a browser's token.
+pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+/// Internal header carrying [`ForwardedIdentity`] from the Worker to the room.
+pub const IDENTITY_HEADER: &str = "x-edgesignal-identity";
+
+/// The parts of a request the edge decides on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EdgeRequest<'a> {
+    pub method: &'a str,
+    /// The URL path, not decoded.
+    pub path: &'a str,
+    /// The URL query without `?`.
+    pub query: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub protocols: Option<&'a str>,
+    pub upgrade: Option<&'a str>,
+}
+
+/// What the Worker tells the room about an admitted connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedIdentity {
+    /// Salted hash of `sub` ([`user_hash`]).
+    pub user: String,
+    /// The room id, validated.
+    pub room: String,
+    /// The subprotocol to answer with, if the client offered it.
+    pub protocol: Option<String>,
+}
+
+/// What the Worker does with a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EdgeDecision {
+    /// `200 {"status":"ok"}`.
+    Health,
+    /// An HTTP error with a JSON body; the status comes from the code.
+    HttpError { code: ErrorCode, message: String },
+    /// Accept the upgrade in the Worker, send one `error` frame, close with `close_code`.
+    RefuseUpgrade {
+        code: ErrorCode,
+        message: String,
+        close_code: u16,
+        protocol: Option<&'static str>,
+    },
+    /// Forward the upgrade to the room's Durable Object.
+    Forward(ForwardedIdentity),
+}
+
+enum Route {
+    Health,
+    Room(RoomId),
+}
+
+/// Decides what to do with `req` at `now_ms`.
+pub fn decide(
+    req: &EdgeRequest<'_>,
+    config: Result<&EdgeConfig, &ConfigError>,
+    now_ms: u64,
+) -> EdgeDecision {
+    let route = match route(req) {
+        Ok(route) => route,
+        Err(refusal) => return refusal,
+    };
+    let room = match route {
+        Route::Health => return EdgeDecision::Health,
+        Route::Room(room) => room,
+    };
+    let offered = match offered_protocols(req.protocols) {
+        Ok(offered) => offered,
+        Err(refusal) => return refusal,
+    };
+    let is_upgrade = req
+        .upgrade
+        .is_some_and(|u| u.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")));
+    let protocol = offered.signal_v1.then_some(SUBPROTOCOL);
+    let refuse = |code: ErrorCode, message: String| {
+        match (is_upgrade, close_code_for(code)) {
+            (true, Some(close_code)) => EdgeDecision::RefuseUpgrade {
+                code,
+                message,
+                close_code,
+                protocol,
+            },
+            _ => EdgeDecision::HttpError { code, message },
+        }
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            return EdgeDecision::HttpError {
+                code: ErrorCode::Internal,
+                message: format!("server misconfigured: {e}"),
+            }
+        }
+    };
+    let identity = find_token(req, offered.bearer)
+        .ok_or(AuthError::Missing)
+        .and_then(|token| config.verifier.verify(token, now_ms))
+        .and_then(|identity: Identity| identity.may_enter(&room).map(|()| identity));
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(e) => return refuse(e.code(), e.message().to_owned()),
+    };
+    if !is_upgrade {
+        return EdgeDecision::HttpError {
+            code: ErrorCode::UpgradeRequired,
+            message: "this endpoint is a WebSocket: send Upgrade: websocket".into(),
+        };
+    }
+    EdgeDecision::Forward(ForwardedIdentity {
+        user: user_hash(&config.log_salt, &identity.sub),
+        room: room.as_str().to_owned(),
+        protocol: protocol.map(str::to_owned),
+    })
+}
+
+fn route(req: &EdgeRequest<'_>) -> Result<Route, EdgeDecision> {
+    let not_found = || EdgeDecision::HttpError {
+        code: ErrorCode::NotFound,
+        message: format!("no route for {}", shorten(req.path)),
+    };
+    let route = if req.path == "/healthz" {
+        Route::Health
+    } else if let Some(raw) = req.path.strip_prefix("/ws/") {
+        if raw.contains('/') {
+            return Err(not_found());
+        }
+        if req.method != "GET" {
+            return Err(method_not_allowed(req.method));
+        }
+        let room = RoomId::parse(raw).ok_or_else(|| EdgeDecision::HttpError {
+            code: ErrorCode::BadRequest,
+            message: "roomId must match ^[A-Za-z0-9_-]{1,64}$".into(),
+        })?;
+        Route::Room(room)
+    } else {
+        return Err(not_found());
+    };
+    if req.method != "GET" {
+        return Err(method_not_allowed(req.method));
+    }
+    Ok(route)
+}
+
+fn method_not_allowed(method: &str) -> EdgeDecision {
+    EdgeDecision::HttpError {
+        code: ErrorCode::MethodNotAllowed,
+        message: format!("{} is not allowed here; use GET", shorten(method)),
+    }
+}
+
+struct Offered<'a> {
+    signal_v1: bool,
+    bearer: Option<&'a str>,
+}
+
+fn offered_protocols(header: Option<&str>) -> Result<Offered<'_>, EdgeDecision> {
+    let mut offered = Offered {
+        signal_v1: false,
+        bearer: None,
+    };
+    for entry in header.unwrap_or("").split(',').map(str::trim) {
+        if entry == SUBPROTOCOL {
+            offered.signal_v1 = true;
+        } else if let Some(token) = entry.strip_prefix(BEARER_PROTOCOL_PREFIX) {
+            offered.bearer = offered.bearer.or(Some(token));
+        }
+    }
+    if offered.bearer.is_some() && !offered.signal_v1 {
+        return Err(EdgeDecision::HttpError {
+            code: ErrorCode::BadRequest,
+            message: format!(
+                "Sec-WebSocket-Protocol offers a {BEARER_PROTOCOL_PREFIX}<jwt> without {SUBPROTOCOL}"
+            ),
+        });
+    }
+    Ok(offered)
+}
+
+/// The token from the first placement that has one: `Authorization: Bearer`, then the
+/// `bearer.<jwt>` subprotocol, then `?token=`.
+fn find_token<'a>(req: &EdgeRequest<'a>, protocol_bearer: Option<&'a str>) -> Option<&'a str> {
+    let header = req.authorization.and_then(|value| {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    let query = req.query.and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+    });
+    [header, protocol_bearer, query]
+        .into_iter()
+        .flatten()
+        .find(|token| !token.is_empty())
+}
+
+fn shorten(s: &str) -> &str {
+    s.char_indices().nth(80).map_or(s, |(i, _)| &s[..i])
+}
+
+/// The JSON body of an HTTP error.
+pub fn error_body(code: ErrorCode, message: &str) -> String {
+    serde_json::json!({ "error": { "code": code, "message": message } }).to_string()
+}

@@ -1,0 +1,93 @@
+//! The entry Worker: `GET /healthz` and `GET /ws/{roomId}`. Every decision is
+//! [`crate::edge::decide`]'s; this file reads the request and carries the decision out.
+
+use serde_json::json;
+use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response, Result, WebSocketPair};
+
+use super::{json_response, log, now_ms};
+use crate::config::edge_config;
+use crate::edge::{decide, error_body, EdgeDecision, EdgeRequest, ForwardedIdentity, IDENTITY_HEADER};
+use crate::protocol::Refusal;
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    console_error_panic_hook::set_once();
+    let url = req.url()?;
+    let headers = req.headers();
+    let (authorization, protocols, upgrade) = (
+        headers.get("authorization")?,
+        headers.get("sec-websocket-protocol")?,
+        headers.get("upgrade")?,
+    );
+    let method = req.method();
+    let edge_req = EdgeRequest {
+        method: method.as_ref(),
+        path: url.path(),
+        query: url.query(),
+        authorization: authorization.as_deref(),
+        protocols: protocols.as_deref(),
+        upgrade: upgrade.as_deref(),
+    };
+    // Secrets and vars are read per request: parsing them is a few string copies, and a
+    // redeployed secret takes effect without relying on isolate lifetime.
+    let config = edge_config(|name| env.var(name).ok().map(|v| v.to_string()));
+    match decide(&edge_req, config.as_ref(), now_ms()) {
+        EdgeDecision::Health => json_response(200, json!({ "status": "ok" }).to_string()),
+        EdgeDecision::HttpError { code, message } => {
+            if code == crate::error::ErrorCode::Internal {
+                log("error", "edge_error", json!({ "message": message }));
+            }
+            json_response(code.http_status(), error_body(code, &message))
+        }
+        EdgeDecision::RefuseUpgrade {
+            code,
+            message,
+            close_code,
+            protocol,
+        } => {
+            log(
+                "info",
+                "upgrade_refused",
+                json!({ "code": code, "path": url.path() }),
+            );
+            // Accepted here, in the Worker: a refused client never reaches a Durable Object.
+            let pair = WebSocketPair::new()?;
+            pair.server.accept()?;
+            pair.server
+                .send_with_str(Refusal::new(code, message).into_frame().to_text())?;
+            pair.server.close(Some(close_code), Some(code.as_str()))?;
+            with_protocol(Response::from_websocket(pair.client)?, protocol)
+        }
+        EdgeDecision::Forward(identity) => forward(&env, &url, identity).await,
+    }
+}
+
+/// Sends the upgrade to the room's Durable Object with the identity in [`IDENTITY_HEADER`]. The
+/// client's headers are not copied: its token (in `Authorization`, `Sec-WebSocket-Protocol` or
+/// the query) and any forged identity header stay here.
+async fn forward(env: &Env, url: &worker::Url, identity: ForwardedIdentity) -> Result<Response> {
+    let stub = env
+        .durable_object("ROOMS")?
+        .id_from_name(&identity.room)?
+        .get_stub()?;
+    let headers = Headers::new();
+    headers.set("upgrade", "websocket")?;
+    headers.set(
+        IDENTITY_HEADER,
+        &serde_json::to_string(&identity).map_err(|e| worker::Error::RustError(e.to_string()))?,
+    )?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let mut room_url = url.clone();
+    room_url.set_query(None);
+    stub.fetch_with_request(Request::new_with_init(room_url.as_str(), &init)?)
+        .await
+}
+
+/// Adds `Sec-WebSocket-Protocol` to a 101 when the client offered ours.
+pub(super) fn with_protocol(mut response: Response, protocol: Option<&str>) -> Result<Response> {
+    if let Some(protocol) = protocol {
+        response.headers_mut().set("sec-websocket-protocol", protocol)?;
+    }
+    Ok(response)
+}

@@ -1,0 +1,24 @@
+//! edgesignal: WebRTC signaling on Cloudflare Workers.
+//!
+//! The crate is a pure core that makes every decision and is tested natively, plus thin wasm
+//! glue (`glue`, compiled only for `wasm32`) that translates between the Workers runtime and the
+//! core:
+//! - [`edge`]: routes a request, finds and verifies its token, decides whether the upgrade may
+//!   reach the room's Durable Object;
+//! - [`auth`]: JWT verification and room authorization;
+//! - [`room`]: a room's membership and relay as an event-driven value that returns effects;
+//! - [`protocol`]: the v1 frames; [`error`]: codes, statuses and close codes;
+//! - [`config`]: Worker vars parsed and checked; [`id`]: ULIDs from injected time and entropy;
+//!   [`log`]: structured log lines.
+
+pub mod auth;
+pub mod config;
+pub mod edge;
+pub mod error;
+pub mod id;
+pub mod log;
+pub mod protocol;
+pub mod room;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;

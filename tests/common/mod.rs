@@ -1,0 +1,149 @@
+//! Shared test harness: a room driven by fake peers and a fake id source, and a JWT minter
+//! that is independent of the verifier under test.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use edgesignal::id::IdSource;
+use edgesignal::protocol::{PeerId, RoomId};
+use edgesignal::room::{Admission, Effect, Room, RoomLimits};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+/// Sequential ids: `PEER00000000000000000000001`, …; deterministic, distinct.
+#[derive(Default)]
+pub struct CountingIds(u64);
+
+impl IdSource for CountingIds {
+    fn next_id(&mut self) -> String {
+        self.0 += 1;
+        format!("ID{:024}", self.0)
+    }
+}
+
+pub const LIMITS: RoomLimits = RoomLimits {
+    max_peers: 8,
+    max_frame_bytes: 64 * 1024,
+};
+
+/// A room plus what each fake peer has received and how its socket was closed.
+pub struct Harness {
+    pub room: Room,
+    pub ids: CountingIds,
+    pub inbox: BTreeMap<PeerId, Vec<Value>>,
+    pub closed: BTreeMap<PeerId, u16>,
+    /// Attachments written back by `Effect::Persist`.
+    pub persisted: Vec<edgesignal::room::Member>,
+}
+
+impl Harness {
+    pub fn new(room: &str) -> Harness {
+        Harness::with_limits(room, LIMITS)
+    }
+
+    pub fn with_limits(room: &str, limits: RoomLimits) -> Harness {
+        Harness {
+            room: Room::rebuild(RoomId::parse(room).unwrap(), limits, []),
+            ids: CountingIds::default(),
+            inbox: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            persisted: Vec::new(),
+        }
+    }
+
+    /// Admits a peer and returns its id; panics if refused.
+    pub fn join(&mut self, user: &str) -> PeerId {
+        match self.room.admit(user.to_owned(), &mut self.ids) {
+            Admission::Accepted { member, effects } => {
+                self.inbox.insert(member.peer_id.clone(), Vec::new());
+                self.apply(effects);
+                member.peer_id
+            }
+            refused => panic!("expected admission, got {refused:?}"),
+        }
+    }
+
+    pub fn text(&mut self, from: &PeerId, text: &str) {
+        let effects = self.room.on_text(from, text, &mut self.ids);
+        self.apply(effects);
+    }
+
+    pub fn json(&mut self, from: &PeerId, frame: Value) {
+        self.text(from, &frame.to_string());
+    }
+
+    pub fn close(&mut self, peer: &PeerId, code: u16) {
+        let effects = self.room.on_close(peer, code);
+        self.apply(effects);
+    }
+
+    pub fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { to, frame } => {
+                    // Round-trip through the wire text, as a client would see it.
+                    let value: Value = serde_json::from_str(&frame.to_text()).unwrap();
+                    for peer in to {
+                        assert!(
+                            !self.closed.contains_key(&peer),
+                            "sent {value} to closed peer {peer:?}"
+                        );
+                        self.inbox.entry(peer).or_default().push(value.clone());
+                    }
+                }
+                Effect::Close { peer, code, .. } => {
+                    self.closed.insert(peer, code);
+                }
+                Effect::Persist { member } => self.persisted.push(member),
+            }
+        }
+    }
+
+    /// Takes everything `peer` received so far.
+    pub fn take(&mut self, peer: &PeerId) -> Vec<Value> {
+        std::mem::take(self.inbox.entry(peer.clone()).or_default())
+    }
+
+    /// Takes exactly one frame.
+    pub fn one(&mut self, peer: &PeerId) -> Value {
+        let mut frames = self.take(peer);
+        assert_eq!(frames.len(), 1, "expected one frame, got {frames:?}");
+        frames.remove(0)
+    }
+}
+
+/// Signs `claims` under `header` with HMAC-SHA256 (or the hash `header.alg` names, for
+/// HS384 tests), without the verifier's library.
+pub fn mint(header: &Value, claims: &Value, secret: &[u8]) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = match header["alg"].as_str() {
+        Some("HS384") => {
+            let mut mac = Hmac::<sha2::Sha384>::new_from_slice(secret).unwrap();
+            mac.update(signing_input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Some("none") => Vec::new(),
+        _ => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+            mac.update(signing_input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+    };
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+/// A fixed "now": 2026-11-22T00:00:00Z.
+pub const NOW_S: i64 = 1_795_305_600;
+pub const NOW_MS: u64 = NOW_S as u64 * 1000;
+
+pub fn hs256(claims: Value) -> String {
+    mint(&serde_json::json!({"alg":"HS256","typ":"JWT"}), &claims, SECRET.as_bytes())
+}
