@@ -174,7 +174,11 @@ impl Verifier {
         self.check_claims(claims, now_ms)
     }
 
-    fn check_claims(&self, claims: Claims<TokenClaims>, now_ms: u64) -> Result<Identity, AuthError> {
+    fn check_claims(
+        &self,
+        claims: Claims<TokenClaims>,
+        now_ms: u64,
+    ) -> Result<Identity, AuthError> {
         let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         let exp = claims
             .expiration
@@ -201,13 +205,21 @@ impl Verifier {
             }
         }
         if let Some(audience) = &self.audience {
-            if !custom.aud.as_ref().is_some_and(|aud| aud.contains(audience)) {
+            if !custom
+                .aud
+                .as_ref()
+                .is_some_and(|aud| aud.contains(audience))
+            {
                 return Err(AuthError::WrongAudience);
             }
         }
         let sub = match custom.sub {
             Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub,
-            Some(_) => return Err(AuthError::BadClaims("the token's sub must be a non-empty string")),
+            Some(_) => {
+                return Err(AuthError::BadClaims(
+                    "the token's sub must be a non-empty string",
+                ))
+            }
             None => return Err(AuthError::BadClaims("the token has no sub claim")),
         };
         Ok(Identity {

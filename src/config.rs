@@ -26,7 +26,10 @@ pub enum ConfigError {
     /// `JWT_SECRET` is shorter than [`MIN_HS256_SECRET_BYTES`].
     ShortSecret,
     /// A var is set to something out of its range.
-    Invalid { name: &'static str, expected: String },
+    Invalid {
+        name: &'static str,
+        expected: String,
+    },
 }
 
 impl std::fmt::Display for ConfigError {

@@ -92,20 +92,19 @@ pub fn decide(
         Ok(offered) => offered,
         Err(refusal) => return refusal,
     };
-    let is_upgrade = req
-        .upgrade
-        .is_some_and(|u| u.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")));
+    let is_upgrade = req.upgrade.is_some_and(|u| {
+        u.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+    });
     let protocol = offered.signal_v1.then_some(SUBPROTOCOL);
-    let refuse = |code: ErrorCode, message: String| {
-        match (is_upgrade, close_code_for(code)) {
-            (true, Some(close_code)) => EdgeDecision::RefuseUpgrade {
-                code,
-                message,
-                close_code,
-                protocol,
-            },
-            _ => EdgeDecision::HttpError { code, message },
-        }
+    let refuse = |code: ErrorCode, message: String| match (is_upgrade, close_code_for(code)) {
+        (true, Some(close_code)) => EdgeDecision::RefuseUpgrade {
+            code,
+            message,
+            close_code,
+            protocol,
+        },
+        _ => EdgeDecision::HttpError { code, message },
     };
     let config = match config {
         Ok(config) => config,
@@ -207,10 +206,9 @@ fn find_token<'a>(req: &EdgeRequest<'a>, protocol_bearer: Option<&'a str>) -> Op
         let (scheme, token) = value.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     });
-    let query = req.query.and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-    });
+    let query = req
+        .query
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
     [header, protocol_bearer, query]
         .into_iter()
         .flatten()

@@ -136,10 +136,7 @@ pub fn decode(text: &str, max_bytes: usize) -> Result<Envelope, Refusal> {
     if text.len() > max_bytes {
         return Err(Refusal::new(
             ErrorCode::TooLarge,
-            format!(
-                "frame is {} bytes; the limit is {max_bytes}",
-                text.len()
-            ),
+            format!("frame is {} bytes; the limit is {max_bytes}", text.len()),
         ));
     }
     let value: Value = serde_json::from_str(text)
@@ -291,7 +288,11 @@ pub enum LeaveReason {
 
 /// The relayed message inside a `relay` frame; `from` is stamped by the server.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum RelayInner {
     Offer {
         room_id: RoomId,
@@ -315,7 +316,11 @@ pub enum RelayInner {
 
 /// A server → client frame.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerFrame {
     /// To the newcomer (first frame) and to any peer that sends `join`.
     Joined {

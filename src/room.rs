@@ -60,7 +60,10 @@ pub enum Effect {
 pub enum Admission {
     /// Accept the socket (hibernatable, tagged with the peer id, `member` as attachment), then
     /// apply `effects`.
-    Accepted { member: Member, effects: Vec<Effect> },
+    Accepted {
+        member: Member,
+        effects: Vec<Effect>,
+    },
     /// Accept the socket only to send `frame` and close it with `code`; it never becomes a member
     /// and no member hears of it.
     Refused {
@@ -81,10 +84,18 @@ pub struct Room {
 
 impl Room {
     /// Rebuilds a room from its open sockets' attachments (any order).
-    pub fn rebuild(id: RoomId, limits: RoomLimits, members: impl IntoIterator<Item = Member>) -> Room {
+    pub fn rebuild(
+        id: RoomId,
+        limits: RoomLimits,
+        members: impl IntoIterator<Item = Member>,
+    ) -> Room {
         let mut members: Vec<Member> = members.into_iter().collect();
         members.sort_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.peer_id.cmp(&b.peer_id)));
-        Room { id, limits, members }
+        Room {
+            id,
+            limits,
+            members,
+        }
     }
 
     pub fn id(&self) -> &RoomId {
@@ -167,9 +178,7 @@ impl Room {
                 peer_id,
             } => self.join(sender, &room_id, metadata, peer_id.as_deref()),
             ClientFrame::Leave { room_id } => self.leave(sender, &room_id),
-            ClientFrame::Signal(signal) => {
-                self.relay(sender, signal, correlation_id.clone(), ids)
-            }
+            ClientFrame::Signal(signal) => self.relay(sender, signal, correlation_id.clone(), ids),
             ClientFrame::Ping => Ok(vec![Effect::Send {
                 to: vec![sender.clone()],
                 frame: ServerFrame::Pong,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Harness, CountingIds};
+use common::{CountingIds, Harness};
 use edgesignal::protocol::{PeerId, RoomId};
 use edgesignal::room::{Admission, Room, RoomLimits};
 use serde_json::json;
@@ -47,10 +47,18 @@ fn offer_answer_and_candidates_reach_only_the_addressee_with_from_stamped() {
         h.take(p);
     }
     h.json(&a, json!({"type":"offer","to":b,"sdp":"v=0 offer"}));
-    h.json(&b, json!({"type":"answer","to":a,"sdp":"v=0 answer","correlationId":"k1"}));
+    h.json(
+        &b,
+        json!({"type":"answer","to":a,"sdp":"v=0 answer","correlationId":"k1"}),
+    );
     let offer = h.one(&b);
-    assert_eq!(offer["inner"], json!({"type":"offer","roomId":"call","from":a,"to":b,"sdp":"v=0 offer"}));
-    assert!(offer["correlationId"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(
+        offer["inner"],
+        json!({"type":"offer","roomId":"call","from":a,"to":b,"sdp":"v=0 offer"})
+    );
+    assert!(offer["correlationId"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
     assert_eq!(
         h.one(&a),
         json!({"type":"relay","inner":{"type":"answer","roomId":"call","from":b,"to":a,"sdp":"v=0 answer"},"correlationId":"k1"})
@@ -95,7 +103,10 @@ fn join_with_new_metadata_tells_the_others_once_and_persists_it() {
     let (a, b) = (h.join("a"), h.join("b"));
     h.take(&a);
     h.take(&b);
-    h.json(&b, json!({"type":"join","roomId":"lobby","peerId":b,"metadata":{"name":"Bea"}}));
+    h.json(
+        &b,
+        json!({"type":"join","roomId":"lobby","peerId":b,"metadata":{"name":"Bea"}}),
+    );
     assert_eq!(
         h.one(&a),
         json!({"type":"peer_updated","roomId":"lobby","peerId":b,"metadata":{"name":"Bea"}})
@@ -104,7 +115,10 @@ fn join_with_new_metadata_tells_the_others_once_and_persists_it() {
     assert_eq!(h.persisted.len(), 1);
     assert_eq!(h.persisted[0].metadata["name"], "Bea");
     // The same metadata again changes nothing; a join without metadata keeps it.
-    h.json(&b, json!({"type":"join","roomId":"lobby","metadata":{"name":"Bea"}}));
+    h.json(
+        &b,
+        json!({"type":"join","roomId":"lobby","metadata":{"name":"Bea"}}),
+    );
     h.json(&b, json!({"type":"join","roomId":"lobby"}));
     assert!(h.take(&a).is_empty());
     assert_eq!(h.persisted.len(), 1);
@@ -134,7 +148,11 @@ fn leave_tells_the_others_closes_with_1000_and_a_second_leave_is_a_no_op() {
     // Its close handshake then completes with no second peer_left.
     h.close(&a, 1000);
     assert!(h.take(&b).is_empty());
-    assert_eq!(h.closed.get(&a), Some(&1000), "the server still answers the close");
+    assert_eq!(
+        h.closed.get(&a),
+        Some(&1000),
+        "the server still answers the close"
+    );
     assert_eq!(h.room.members().len(), 1);
 }
 
@@ -149,9 +167,17 @@ fn abrupt_disconnect_is_peer_left_disconnect_and_the_close_is_answered() {
         h.one(&b),
         json!({"type":"peer_left","roomId":"lobby","peerId":a,"reason":"disconnect"})
     );
-    assert_eq!(h.closed.get(&a), Some(&1000), "1006 cannot be sent, so 1000");
+    assert_eq!(
+        h.closed.get(&a),
+        Some(&1000),
+        "1006 cannot be sent, so 1000"
+    );
     h.close(&b, 4000);
-    assert_eq!(h.closed.get(&b), Some(&4000), "an application code is echoed");
+    assert_eq!(
+        h.closed.get(&b),
+        Some(&4000),
+        "an application code is echoed"
+    );
 }
 
 #[test]
@@ -165,12 +191,18 @@ fn a_peer_that_left_cannot_relay_or_be_relayed_to() {
     h.json(&a, json!({"type":"offer","to":b,"sdp":"v=0"}));
     assert_eq!(h.one(&a)["code"], "target_not_found");
     h.json(&b, json!({"type":"offer","to":a,"sdp":"v=0"}));
-    assert!(h.take(&a).is_empty(), "late frames from a closed peer are dropped");
+    assert!(
+        h.take(&a).is_empty(),
+        "late frames from a closed peer are dropped"
+    );
 }
 
 #[test]
 fn room_full_refuses_the_next_peer_with_1013_and_members_hear_nothing() {
-    let limits = RoomLimits { max_peers: 2, ..common::LIMITS };
+    let limits = RoomLimits {
+        max_peers: 2,
+        ..common::LIMITS
+    };
     let mut h = Harness::with_limits("small", limits);
     let (a, b) = (h.join("a"), h.join("b"));
     h.take(&a);
@@ -192,12 +224,16 @@ fn room_full_refuses_the_next_peer_with_1013_and_members_hear_nothing() {
 
 #[test]
 fn oversize_and_binary_frames_are_refused_and_the_connection_stays_usable() {
-    let limits = RoomLimits { max_frame_bytes: 1024, ..common::LIMITS };
+    let limits = RoomLimits {
+        max_frame_bytes: 1024,
+        ..common::LIMITS
+    };
     let mut h = Harness::with_limits("lobby", limits);
     let (a, b) = (h.join("a"), h.join("b"));
     h.take(&a);
     h.take(&b);
-    let big = json!({"type":"offer","to":b,"sdp":"x".repeat(2000),"correlationId":"big"}).to_string();
+    let big =
+        json!({"type":"offer","to":b,"sdp":"x".repeat(2000),"correlationId":"big"}).to_string();
     h.text(&a, &big);
     let err = h.one(&a);
     assert_eq!(err["code"], "too_large");
@@ -226,7 +262,10 @@ fn a_rebuilt_room_is_the_same_room() {
     // come back in any order.
     let mut h = Harness::new("lobby");
     let (a, b, c) = (h.join("a"), h.join("b"), h.join("c"));
-    h.json(&b, json!({"type":"join","roomId":"lobby","metadata":{"n":2}}));
+    h.json(
+        &b,
+        json!({"type":"join","roomId":"lobby","metadata":{"n":2}}),
+    );
     h.close(&a, 1000);
     let mut members: Vec<_> = h.room.members().to_vec();
     members.reverse();
@@ -252,7 +291,11 @@ fn frames_from_a_socket_the_room_does_not_know_do_nothing() {
     let mut room = Room::rebuild(RoomId::parse("x").unwrap(), common::LIMITS, []);
     let stranger = PeerId::from_server("nobody".into());
     assert!(room
-        .on_text(&stranger, r#"{"type":"offer","to":"a","sdp":""}"#, &mut CountingIds::default())
+        .on_text(
+            &stranger,
+            r#"{"type":"offer","to":"a","sdp":""}"#,
+            &mut CountingIds::default()
+        )
         .is_empty());
     assert!(room.on_binary(&stranger).is_empty());
 }

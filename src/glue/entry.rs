@@ -2,11 +2,15 @@
 //! [`crate::edge::decide`]'s; this file reads the request and carries the decision out.
 
 use serde_json::json;
-use worker::{event, Context, Env, Headers, Method, Request, RequestInit, Response, Result, WebSocketPair};
+use worker::{
+    event, Context, Env, Headers, Method, Request, RequestInit, Response, Result, WebSocketPair,
+};
 
 use super::{json_response, log, now_ms};
 use crate::config::edge_config;
-use crate::edge::{decide, error_body, EdgeDecision, EdgeRequest, ForwardedIdentity, IDENTITY_HEADER};
+use crate::edge::{
+    decide, error_body, EdgeDecision, EdgeRequest, ForwardedIdentity, IDENTITY_HEADER,
+};
 use crate::protocol::Refusal;
 
 #[event(fetch)]
@@ -87,7 +91,9 @@ async fn forward(env: &Env, url: &worker::Url, identity: ForwardedIdentity) -> R
 /// Adds `Sec-WebSocket-Protocol` to a 101 when the client offered ours.
 pub(super) fn with_protocol(mut response: Response, protocol: Option<&str>) -> Result<Response> {
     if let Some(protocol) = protocol {
-        response.headers_mut().set("sec-websocket-protocol", protocol)?;
+        response
+            .headers_mut()
+            .set("sec-websocket-protocol", protocol)?;
     }
     Ok(response)
 }

@@ -51,7 +51,9 @@ impl DurableObject for Room {
     fn new(state: State, env: Env) -> Self {
         console_error_panic_hook::set_once();
         let limits = room_limits(|name| env.var(name).ok().map(|v| v.to_string()));
-        if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(PING_TEXT, PONG_TEXT) {
+        if let Ok(pair) =
+            worker::worker_sys::WebSocketRequestResponsePair::new(PING_TEXT, PONG_TEXT)
+        {
             state.set_websocket_auto_response(&pair);
         }
         let this = Room {
@@ -119,7 +121,11 @@ impl DurableObject for Room {
                 code,
                 reason,
             } => {
-                log("info", "peer_refused", json!({ "room": room_id.as_str(), "code": code }));
+                log(
+                    "info",
+                    "peer_refused",
+                    json!({ "room": room_id.as_str(), "code": code }),
+                );
                 // Not a hibernatable accept: this socket never becomes a member.
                 pair.server.accept()?;
                 pair.server.send_with_str(frame.to_text())?;
@@ -132,7 +138,11 @@ impl DurableObject for Room {
         )
     }
 
-    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
         let Some(peer) = self.peer_of(&ws) else {
             return Ok(());
         };
@@ -147,7 +157,13 @@ impl DurableObject for Room {
         Ok(())
     }
 
-    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
         self.closed(&ws, u16::try_from(code).unwrap_or(1006));
         Ok(())
     }
@@ -186,7 +202,11 @@ impl Room {
                 let was_member = room.member(&peer).is_some();
                 let effects = room.on_close(&peer, code);
                 if was_member {
-                    log("info", "peer_left", json!({ "room": room.id().as_str(), "peer": peer.as_str(), "code": code }));
+                    log(
+                        "info",
+                        "peer_left",
+                        json!({ "room": room.id().as_str(), "peer": peer.as_str(), "code": code }),
+                    );
                 }
                 effects
             }

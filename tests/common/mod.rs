@@ -145,5 +145,9 @@ pub const NOW_S: i64 = 1_795_305_600;
 pub const NOW_MS: u64 = NOW_S as u64 * 1000;
 
 pub fn hs256(claims: Value) -> String {
-    mint(&serde_json::json!({"alg":"HS256","typ":"JWT"}), &claims, SECRET.as_bytes())
+    mint(
+        &serde_json::json!({"alg":"HS256","typ":"JWT"}),
+        &claims,
+        SECRET.as_bytes(),
+    )
 }

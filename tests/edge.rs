@@ -1,0 +1,291 @@
+//! The entry Worker's decisions: routes, token placements, refusals for plain requests and for
+//! upgrades, and what is forwarded to the room.
+
+mod common;
+
+use common::{hs256, NOW_MS, NOW_S, SECRET};
+use edgesignal::config::{edge_config, ConfigError, EdgeConfig};
+use edgesignal::edge::{decide, error_body, EdgeDecision, EdgeRequest};
+use edgesignal::error::ErrorCode;
+use edgesignal::log::user_hash;
+use serde_json::json;
+
+fn config() -> EdgeConfig {
+    edge_config(|name| (name == "JWT_SECRET").then(|| SECRET.to_owned())).unwrap()
+}
+
+fn token(rooms: serde_json::Value) -> String {
+    hs256(json!({"sub":"alice","exp":NOW_S + 600,"rooms":rooms}))
+}
+
+fn run(req: EdgeRequest<'_>) -> EdgeDecision {
+    decide(&req, Ok(&config()), NOW_MS)
+}
+
+fn ws(path: &str) -> EdgeRequest<'_> {
+    EdgeRequest {
+        method: "GET",
+        path,
+        upgrade: Some("websocket"),
+        ..EdgeRequest::default()
+    }
+}
+
+fn http_code(d: &EdgeDecision) -> Option<ErrorCode> {
+    match d {
+        EdgeDecision::HttpError { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+#[test]
+fn healthz_needs_no_token_and_only_get() {
+    let get = EdgeRequest {
+        method: "GET",
+        path: "/healthz",
+        ..Default::default()
+    };
+    assert_eq!(run(get), EdgeDecision::Health);
+    let post = EdgeRequest {
+        method: "POST",
+        ..get
+    };
+    assert_eq!(http_code(&run(post)), Some(ErrorCode::MethodNotAllowed));
+}
+
+#[test]
+fn unknown_paths_are_404_and_bad_room_ids_are_400_before_auth() {
+    for path in ["/", "/nope", "/ws", "/ws/a/b", "/healthz/", "/ws/a/"] {
+        assert_eq!(
+            http_code(&run(ws(path))),
+            Some(ErrorCode::NotFound),
+            "{path}"
+        );
+    }
+    let long = format!("/ws/{}", "a".repeat(65));
+    for path in [
+        "/ws/",
+        "/ws/bad%20id",
+        "/ws/a.b",
+        "/ws/%2e%2e",
+        long.as_str(),
+    ] {
+        assert_eq!(
+            http_code(&run(ws(path))),
+            Some(ErrorCode::BadRequest),
+            "{path}"
+        );
+    }
+    let ok64 = format!("/ws/{}", "a".repeat(64));
+    assert!(matches!(
+        run(EdgeRequest {
+            query: Some("token=x"),
+            ..ws(&ok64)
+        }),
+        EdgeDecision::RefuseUpgrade {
+            code: ErrorCode::Unauthorized,
+            ..
+        }
+    ));
+    let post = EdgeRequest {
+        method: "POST",
+        ..ws("/ws/lobby")
+    };
+    assert_eq!(http_code(&run(post)), Some(ErrorCode::MethodNotAllowed));
+}
+
+#[test]
+fn each_placement_is_accepted_and_forwards_a_hashed_identity() {
+    let t = token(json!(["lobby"]));
+    let header = format!("Bearer {t}");
+    let protocols = format!("signal.v1, bearer.{t}");
+    let query = format!("token={t}");
+    for (name, req, protocol) in [
+        (
+            "header",
+            EdgeRequest {
+                authorization: Some(&header),
+                ..ws("/ws/lobby")
+            },
+            None,
+        ),
+        (
+            "protocol",
+            EdgeRequest {
+                protocols: Some(&protocols),
+                ..ws("/ws/lobby")
+            },
+            Some("signal.v1"),
+        ),
+        (
+            "query",
+            EdgeRequest {
+                query: Some(&query),
+                ..ws("/ws/lobby")
+            },
+            None,
+        ),
+    ] {
+        match run(req) {
+            EdgeDecision::Forward(identity) => {
+                assert_eq!(identity.room, "lobby", "{name}");
+                assert_eq!(
+                    identity.user,
+                    user_hash(SECRET.as_bytes(), "alice"),
+                    "{name}"
+                );
+                assert!(!identity.user.contains("alice"));
+                assert_eq!(identity.protocol.as_deref(), protocol, "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_first_placement_wins() {
+    let good = token(json!(["lobby"]));
+    let header = "Bearer not-a-valid-token".to_owned();
+    let query = format!("token={good}");
+    let req = EdgeRequest {
+        authorization: Some(&header),
+        query: Some(&query),
+        ..ws("/ws/lobby")
+    };
+    assert!(matches!(
+        run(req),
+        EdgeDecision::RefuseUpgrade {
+            code: ErrorCode::Unauthorized,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn refused_upgrades_get_a_frame_and_4401_or_4403_and_answer_signal_v1() {
+    let protocols = "signal.v1";
+    match run(EdgeRequest {
+        protocols: Some(protocols),
+        ..ws("/ws/lobby")
+    }) {
+        EdgeDecision::RefuseUpgrade {
+            code,
+            close_code,
+            protocol,
+            ..
+        } => {
+            assert_eq!(
+                (code, close_code, protocol),
+                (ErrorCode::Unauthorized, 4401, Some("signal.v1"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let elsewhere = format!("signal.v1, bearer.{}", token(json!(["other-room"])));
+    match run(EdgeRequest {
+        protocols: Some(&elsewhere),
+        ..ws("/ws/lobby")
+    }) {
+        EdgeDecision::RefuseUpgrade {
+            code,
+            close_code,
+            protocol,
+            ..
+        } => {
+            assert_eq!(
+                (code, close_code, protocol),
+                (ErrorCode::Forbidden, 4403, Some("signal.v1"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let no_rooms = format!("Bearer {}", hs256(json!({"sub":"a","exp":NOW_S + 60})));
+    assert!(matches!(
+        run(EdgeRequest {
+            authorization: Some(&no_rooms),
+            ..ws("/ws/lobby")
+        }),
+        EdgeDecision::RefuseUpgrade {
+            code: ErrorCode::Forbidden,
+            close_code: 4403,
+            protocol: None,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn plain_requests_get_http_errors_and_426_when_authorized() {
+    let plain = |auth: Option<&str>| {
+        let req = EdgeRequest {
+            upgrade: None,
+            authorization: auth,
+            ..ws("/ws/lobby")
+        };
+        http_code(&run(req))
+    };
+    assert_eq!(plain(None), Some(ErrorCode::Unauthorized));
+    let elsewhere = format!("Bearer {}", token(json!(["x"])));
+    assert_eq!(plain(Some(&elsewhere)), Some(ErrorCode::Forbidden));
+    let good = format!("Bearer {}", token(json!(["lobby"])));
+    assert_eq!(plain(Some(&good)), Some(ErrorCode::UpgradeRequired));
+    assert_eq!(ErrorCode::UpgradeRequired.http_status(), 426);
+}
+
+#[test]
+fn a_bearer_protocol_without_signal_v1_is_a_400() {
+    let protocols = format!("bearer.{}", token(json!(["lobby"])));
+    let d = run(EdgeRequest {
+        protocols: Some(&protocols),
+        ..ws("/ws/lobby")
+    });
+    assert_eq!(http_code(&d), Some(ErrorCode::BadRequest));
+}
+
+#[test]
+fn the_token_is_never_echoed_in_a_refusal() {
+    let t = hs256(json!({"sub":"alice","exp":NOW_S - 3600,"rooms":["lobby"]}));
+    let protocols = format!("signal.v1, bearer.{t}");
+    let d = run(EdgeRequest {
+        protocols: Some(&protocols),
+        ..ws("/ws/lobby")
+    });
+    assert!(!format!("{d:?}").contains(&t));
+    assert!(matches!(
+        d,
+        EdgeDecision::RefuseUpgrade {
+            code: ErrorCode::Unauthorized,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_missing_or_short_secret_is_a_clear_500_not_an_open_door() {
+    let missing = edge_config(|_| None).err().unwrap();
+    assert_eq!(missing, ConfigError::MissingSecret);
+    let t = format!("Bearer {}", token(json!(["lobby"])));
+    let d = decide(
+        &EdgeRequest {
+            authorization: Some(&t),
+            ..ws("/ws/lobby")
+        },
+        Err(&missing),
+        NOW_MS,
+    );
+    assert_eq!(http_code(&d), Some(ErrorCode::Internal));
+    assert!(matches!(
+        edge_config(|n| (n == "JWT_SECRET").then(|| "short".to_owned())),
+        Err(ConfigError::ShortSecret)
+    ));
+}
+
+#[test]
+fn error_bodies_have_the_documented_shape() {
+    let body: serde_json::Value =
+        serde_json::from_str(&error_body(ErrorCode::NotFound, "no route")).unwrap();
+    assert_eq!(
+        body,
+        json!({"error":{"code":"not_found","message":"no route"}})
+    );
+}

@@ -1,0 +1,213 @@
+//! Protocol v1 against the golden fixtures in `tests/fixtures/frames.json` (the Miniflare tests
+//! replay the same file against the real Worker), plus the wire shapes of server frames and the
+//! error → close-code mapping.
+
+mod common;
+
+use common::Harness;
+use edgesignal::error::{close, close_code_for, ErrorCode};
+use edgesignal::protocol::{PeerId, PING_TEXT, PONG_TEXT};
+use serde_json::{json, Value};
+
+const ROOM: &str = "fixture-room";
+
+fn fixtures() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/frames.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn substitute(value: &Value, a: &PeerId, b: &PeerId) -> Value {
+    match value {
+        Value::String(s) if s == "$ANY" => value.clone(),
+        Value::String(s) => Value::String(
+            s.replace("$ROOM", ROOM)
+                .replace("$A", a.as_str())
+                .replace("$B", b.as_str()),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, a, b)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), substitute(v, a, b)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `expected` with "$ANY" matching any non-empty string.
+fn matches(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(e), Value::String(a)) if e == "$ANY" => !a.is_empty(),
+        (Value::Object(e), Value::Object(a)) => {
+            e.len() == a.len()
+                && e.iter()
+                    .all(|(k, v)| a.get(k).is_some_and(|av| matches(v, av)))
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(e, a)| matches(e, a))
+        }
+        _ => expected == actual,
+    }
+}
+
+fn two_peers() -> (Harness, PeerId, PeerId) {
+    let mut h = Harness::new(ROOM);
+    let (a, b) = (h.join("a"), h.join("b"));
+    h.take(&a);
+    h.take(&b);
+    (h, a, b)
+}
+
+#[test]
+fn every_error_fixture_gets_its_error_and_the_other_peer_nothing() {
+    let fixtures = fixtures();
+    let cases = fixtures["errors"].as_array().unwrap();
+    assert!(cases.len() >= 25);
+    for case in cases {
+        let (mut h, a, b) = two_peers();
+        let send = substitute(&case["send"], &a, &b);
+        h.text(&a, send.as_str().unwrap());
+        let mut got = h.one(&a);
+        assert!(
+            got["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            case["name"]
+        );
+        got.as_object_mut().unwrap().remove("message");
+        let expected = substitute(&case["expect"], &a, &b);
+        assert!(
+            matches(&expected, &got),
+            "{}: expected {expected}, got {got}",
+            case["name"]
+        );
+        assert!(
+            h.take(&b).is_empty(),
+            "{}: B must see nothing",
+            case["name"]
+        );
+        assert!(
+            h.closed.is_empty(),
+            "{}: the connection stays open",
+            case["name"]
+        );
+        assert_eq!(h.room.members().len(), 2);
+    }
+}
+
+#[test]
+fn every_relay_fixture_is_delivered_exactly_and_only_to_its_target() {
+    let fixtures = fixtures();
+    for case in fixtures["relays"].as_array().unwrap() {
+        let (mut h, a, b) = two_peers();
+        let send = substitute(&case["send"], &a, &b);
+        h.text(&a, &send.to_string());
+        let got = h.one(&b);
+        let expected = substitute(&case["deliver"], &a, &b);
+        assert!(
+            matches(&expected, &got),
+            "{}: expected {expected}, got {got}",
+            case["name"]
+        );
+        assert!(
+            h.take(&a).is_empty(),
+            "{}: the sender gets no echo",
+            case["name"]
+        );
+    }
+}
+
+#[test]
+fn server_made_correlation_ids_are_distinct() {
+    let (mut h, a, b) = two_peers();
+    h.json(&a, json!({"type":"candidate","to":b,"candidate":null}));
+    h.json(&a, json!({"type":"candidate","to":b,"candidate":null}));
+    let frames = h.take(&b);
+    assert_ne!(frames[0]["correlationId"], frames[1]["correlationId"]);
+}
+
+#[test]
+fn ping_and_pong_texts_are_exact() {
+    assert_eq!(
+        serde_json::from_str::<Value>(PING_TEXT).unwrap(),
+        json!({"type":"ping"})
+    );
+    assert_eq!(PONG_TEXT, r#"{"type":"pong"}"#);
+    let pong = edgesignal::protocol::ServerFrame::Pong.to_text();
+    assert_eq!(pong, PONG_TEXT, "the core's own pong matches the runtime's");
+}
+
+#[test]
+fn refusals_map_to_one_close_code_each() {
+    assert_eq!(
+        close_code_for(ErrorCode::Unauthorized),
+        Some(close::UNAUTHORIZED)
+    );
+    assert_eq!(close_code_for(ErrorCode::Forbidden), Some(close::FORBIDDEN));
+    assert_eq!(
+        close_code_for(ErrorCode::RoomFull),
+        Some(close::TRY_AGAIN_LATER)
+    );
+    assert_eq!(
+        (
+            close::UNAUTHORIZED,
+            close::FORBIDDEN,
+            close::TRY_AGAIN_LATER,
+            close::NORMAL
+        ),
+        (4401, 4403, 1013, 1000)
+    );
+    for per_frame in [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownType,
+        ErrorCode::TooLarge,
+        ErrorCode::TargetNotFound,
+        ErrorCode::ForbiddenSender,
+        ErrorCode::RoomMismatch,
+    ] {
+        assert_eq!(
+            close_code_for(per_frame),
+            None,
+            "{per_frame:?} keeps the connection"
+        );
+    }
+}
+
+#[test]
+fn error_codes_have_their_wire_spelling() {
+    let all = [
+        (ErrorCode::BadRequest, "bad_request", 400),
+        (ErrorCode::UnknownType, "unknown_type", 400),
+        (ErrorCode::TooLarge, "too_large", 413),
+        (ErrorCode::TargetNotFound, "target_not_found", 404),
+        (ErrorCode::ForbiddenSender, "forbidden_sender", 403),
+        (ErrorCode::RoomMismatch, "room_mismatch", 400),
+        (ErrorCode::RoomFull, "room_full", 503),
+        (ErrorCode::RateLimited, "rate_limited", 429),
+        (ErrorCode::Unauthorized, "unauthorized", 401),
+        (ErrorCode::Forbidden, "forbidden", 403),
+        (ErrorCode::Internal, "internal", 500),
+        (ErrorCode::NotFound, "not_found", 404),
+        (ErrorCode::MethodNotAllowed, "method_not_allowed", 405),
+        (ErrorCode::UpgradeRequired, "upgrade_required", 426),
+    ];
+    for (code, text, status) in all {
+        assert_eq!(serde_json::to_value(code).unwrap(), json!(text));
+        assert_eq!(code.http_status(), status, "{text}");
+    }
+}
+
+#[test]
+fn user_hash_is_stable_salted_and_does_not_reveal_the_sub() {
+    use edgesignal::log::{line, user_hash};
+    let h1 = user_hash(b"salt-1", "alice@example.com");
+    assert_eq!(h1, user_hash(b"salt-1", "alice@example.com"));
+    assert_ne!(h1, user_hash(b"salt-2", "alice@example.com"));
+    assert_eq!(h1.len(), 16);
+    let l = line("info", "peer_joined", json!({"user": h1}));
+    assert!(!l.contains("alice"));
+    let v: Value = serde_json::from_str(&l).unwrap();
+    assert_eq!(
+        (v["level"].as_str(), v["event"].as_str()),
+        (Some("info"), Some("peer_joined"))
+    );
+}
