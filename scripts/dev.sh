@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs edgesignal locally on http://127.0.0.1:8787 (wrangler dev on workerd), after installing
+# everything it needs. The dev secret comes from .dev.vars, made from .dev.vars.example.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$EDGESIGNAL_ROOT"
+bash scripts/setup.sh
+if [ ! -f .dev.vars ]; then
+  cp .dev.vars.example .dev.vars
+  echo "dev: created .dev.vars from .dev.vars.example (the documented dev secret)"
+fi
+echo "dev: mint a token with: node scripts/mint-token.mjs --sub alice --rooms 'lobby,team-*'"
+# wrangler runs the [build] command from wrangler.toml (scripts/build.sh) before it serves.
+exec npx --no-install wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" --log-level "${WRANGLER_LOG:-info}" "$@"
