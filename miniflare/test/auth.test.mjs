@@ -52,7 +52,7 @@ function httpAuth(token, placement) {
 async function expectRefusedUpgrade(w, room, { token, placement = "header", ...rest }, code) {
   refusedRooms.add(room);
   const client = await w.connect(room, { token, placement, label: `refused-${placement}`, ...rest });
-  if (placement === "protocol") {
+  if (placement === "protocol" || rest.protocols?.includes("signal.v1")) {
     // Answered `signal.v1` even when refusing (else a browser fails the handshake and never sees
     // the error frame), and the token is never echoed.
     assert.equal(client.responseHeaders["sec-websocket-protocol"], "signal.v1");
@@ -159,6 +159,12 @@ describe("room authorization", () => {
     await expectHttpRefusal(worker, room, { token }, "forbidden");
   });
 
+  test('a lone "*" pattern matches every room', async () => {
+    const token = tokenFor(worker, { rooms: ["*"] });
+    await expectAccepted(worker, uniqueRoom("star"), { token });
+    await expectAccepted(worker, "x", { token });
+  });
+
   test("an exact room id does not match a longer one", async () => {
     const token = tokenFor(worker, { rooms: ["lobby"] });
     await expectAccepted(worker, "lobby", { token });
@@ -198,6 +204,23 @@ describe("handshake details", () => {
       assert.equal(err.json?.error?.code, "bad_request", err.body);
       return true;
     });
+  });
+
+  test("a browser with ?token= that offers only signal.v1 gets signal.v1 back", async () => {
+    const room = uniqueRoom("browser-query");
+    const token = tokenFor(worker, { rooms: [room] });
+    const { client } = await worker.join(room, { token, placement: "query", protocols: ["signal.v1"] });
+    assert.equal(client.protocol, "signal.v1");
+    await client.close();
+    const refused = uniqueRoom("browser-query");
+    await expectRefusedUpgrade(worker, refused, { token, placement: "query", protocols: ["signal.v1"] }, "forbidden");
+  });
+
+  test("the auth scheme is case-insensitive (RFC 7235): authorization: bearer <jwt>", async () => {
+    const room = uniqueRoom("scheme");
+    const token = tokenFor(worker, { rooms: [room] });
+    const { client } = await worker.join(room, { token: null, headers: { Authorization: `bearer ${token}` } });
+    await client.close();
   });
 
   test("the Authorization header wins over ?token=", async () => {

@@ -159,7 +159,6 @@ describe("join after joining", () => {
       [{ type: "join", roomId: room, peerId: B, correlationId: "j2" }, expectedError("forbidden_sender", "j2")],
       [{ type: "join", roomId: room, metadata: ["not", "an", "object"], correlationId: "j3" }, expectedError("bad_request", "j3")],
       [{ type: "join", roomId: room, metadata: "alice", correlationId: "j4" }, expectedError("bad_request", "j4")],
-      [{ type: "join", roomId: room, metadata: null, correlationId: "j5" }, expectedError("bad_request", "j5")],
       [{ type: "join", correlationId: "j6" }, expectedError("bad_request", "j6")],
     ];
     for (const [frame, expected] of cases) {
@@ -167,6 +166,22 @@ describe("join after joining", () => {
       assert.deepEqual(errorShape(await a.next()), expected, JSON.stringify(frame));
     }
     assert.ok(a.isOpen);
+    await Promise.all([a.expectSilence(), b.expectSilence()]);
+  });
+
+  test("metadata: null counts as absent and keeps the current metadata", async () => {
+    // The protocol's convention for optional fields (like `"correlationId": null` in the golden
+    // frames): null is the same as leaving the field out.
+    const room = uniqueRoom("join-null");
+    const { a, b, A, B } = await worker.pair(room);
+    a.send({ type: "join", roomId: room, metadata: { name: "alice" } });
+    assert.equal((await a.next()).type, "joined");
+    assert.equal((await b.next()).type, "peer_updated");
+    a.send({ type: "join", roomId: room, metadata: null, correlationId: "null-meta" });
+    assert.deepEqual(await a.next(), { type: "joined", roomId: room, peerId: A, peers: [{ peerId: B, metadata: {} }] });
+    await b.expectSilence();
+    b.send({ type: "join", roomId: room });
+    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: { name: "alice" } }] });
     await Promise.all([a.expectSilence(), b.expectSilence()]);
   });
 });

@@ -59,6 +59,15 @@ test("offer and answer relay in both directions, from stamped, correlationId ech
     correlationId: longId,
   });
 
+  // SDP text is relayed verbatim: non-ASCII, emoji, JSON-escaped characters and line separators.
+  const unusual = 'v=0\r\ns=Café 🎉 \u2028 "quoted" \\ back\\slash\r\na=x:\t\u0000\r\n';
+  a.send({ type: "offer", to: B, sdp: unusual, correlationId: "unicode" });
+  assert.deepEqual(await b.next(), {
+    type: "relay",
+    inner: { type: "offer", roomId: room, from: A, to: B, sdp: unusual },
+    correlationId: "unicode",
+  });
+
   // Two server-made ids are not the same id.
   b.send({ type: "offer", to: A, sdp: "x" });
   b.send({ type: "offer", to: A, sdp: "y" });
@@ -72,21 +81,20 @@ test("200 candidates arrive complete and in order, never overtaking their offer"
   const room = uniqueRoom("candidates");
   const { a, b, A, B } = await worker.pair(room);
 
-  // Sent back to back without waiting: the offer, then 200 candidates, every 50th an
-  // end-of-candidates `null` (one per "generation").
+  // Sent back to back without waiting: the offer, then 200 candidates with an end-of-candidates
+  // `null` after every 50th (one per ICE restart "generation"), 205 frames in all.
   const sent = [{ type: "offer", to: B, sdp: SDP_OFFER, correlationId: "o" }];
   for (let i = 0; i < 200; i++) {
-    const candidate =
-      i % 50 === 49
-        ? null
-        : {
-            candidate: `candidate:${i} 1 udp 2122260223 192.0.2.${(i % 250) + 1} ${50000 + i} typ host generation 0 ufrag abcd`,
-            sdpMid: "0",
-            sdpMLineIndex: 0,
-            usernameFragment: "abcd",
-          };
+    const candidate = {
+      candidate: `candidate:${i} 1 udp 2122260223 192.0.2.${(i % 250) + 1} ${50000 + i} typ host generation ${Math.floor(i / 50)} ufrag abcd`,
+      sdpMid: "0",
+      sdpMLineIndex: 0,
+      usernameFragment: "abcd",
+    };
     sent.push({ type: "candidate", to: B, candidate, correlationId: `c${i}` });
+    if (i % 50 === 49) sent.push({ type: "candidate", to: B, candidate: null, correlationId: `end${i}` });
   }
+  assert.equal(sent.length, 205);
   for (const frame of sent) a.send(frame);
 
   const received = await b.collect(sent.length, undefined, 10_000);
