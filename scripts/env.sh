@@ -2,11 +2,12 @@
 # esbuild and wasm-opt unless these point at local binaries; this machine reaches no host but
 # the package registries, so they always do.
 EDGESIGNAL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PATH="$HOME/.cargo/bin:$PATH"
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$CARGO_BIN:$PATH"
 WORKER_BUILD_VERSION="0.8.7"
 # The wasm-bindgen CLI must be exactly the library version in Cargo.lock.
 WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' "$EDGESIGNAL_ROOT/Cargo.lock")"
-export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+export WASM_BINDGEN_BIN="$CARGO_BIN/wasm-bindgen"
 export ESBUILD_BIN="$EDGESIGNAL_ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
 export WASM_OPT_BIN="$EDGESIGNAL_ROOT/node_modules/.bin/wasm-opt"
 # Offline-friendly wrangler.

@@ -97,7 +97,7 @@ impl DurableObject for Room {
         };
         match admission {
             Admission::Accepted { member, effects } => {
-                let peer = member.peer_id.clone();
+                let (peer, user) = (member.peer_id.clone(), member.user.clone());
                 self.state
                     .accept_websocket_with_tags(&pair.server, &[peer.as_str()]);
                 let attached = pair.server.serialize_attachment(Attachment {
@@ -112,7 +112,7 @@ impl DurableObject for Room {
                 log(
                     "info",
                     "peer_joined",
-                    json!({ "room": room_id.as_str(), "peer": peer.as_str() }),
+                    json!({ "room": room_id.as_str(), "peer": peer.as_str(), "user": user }),
                 );
                 self.apply(effects, None);
             }
