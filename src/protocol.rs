@@ -2,7 +2,8 @@
 //!
 //! Invariants:
 //! - Decoding parses a frame's text exactly once and moves the relayed payloads (`sdp`,
-//!   `candidate`) out of the parsed value: the server never inspects or re-encodes them.
+//!   `candidate`) out of the parsed value: the server never inspects them. A `candidate` object
+//!   is re-serialized as the same JSON value (its keys in sorted order).
 //! - A frame over the size limit is refused before it is parsed, so that error never carries a
 //!   `correlationId`; every other refusal echoes the frame's `correlationId` when it had a valid one.
 //! - Field names on the wire are camelCase, type names snake_case (`#[serde(tag = "type")]`), so
