@@ -199,7 +199,6 @@ export class Client {
     /** @type {{raw:string|Buffer, binary:boolean, data:any, at:number}[]} */
     this.inbox = [];
     this.waiters = [];
-    this.frameListeners = new Set();
     this.responseHeaders = {};
     this.closeInfo = null;
     this.closed = new Promise((resolveClosed) => {
@@ -240,7 +239,6 @@ export class Client {
         frame.data = undefined;
       }
     }
-    for (const listener of this.frameListeners) listener(frame);
     const index = this.waiters.findIndex((w) => w.match(frame));
     if (index >= 0) {
       const [waiter] = this.waiters.splice(index, 1);
@@ -265,9 +263,10 @@ export class Client {
   }
 
   /**
-   * Resolves with the next frame matching `predicate` (a frame `type`, or a function of the
-   * parsed JSON), taking it out of the inbox. Non-matching frames stay in the inbox in order.
-   * Resolves with the raw frame record `{raw, binary, data, at}` when `{ raw: true }`.
+   * Resolves with the frame record `{raw, binary, data, at}` of the first frame matching
+   * `predicate` (a frame `type`, a function of the parsed JSON, or nothing for "any frame",
+   * binary and non-JSON included), taking it out of the inbox; non-matching frames stay there
+   * in order. Rejects on timeout or when the socket closes first, listing the inbox.
    */
   nextFrame(predicate, timeoutMs = DEFAULT_TIMEOUT_MS) {
     const match = matcherFor(predicate);

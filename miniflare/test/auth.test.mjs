@@ -61,6 +61,7 @@ async function expectRefusedUpgrade(w, room, { token, placement = "header", ...r
   assert.deepEqual(errorShape(frame), expectedError(code));
   const closed = await client.closedWithin();
   assert.equal(closed.code, CLOSE_CODE[code], `close ${JSON.stringify(closed)}`);
+  assert.equal(closed.reason, code, "the close reason is the error code (docs/protocol.md)");
   assert.equal(client.inbox.length, 0, `more frames after the error: ${client.describeInbox()}`);
 }
 
@@ -118,6 +119,11 @@ describe("tokens refused for their algorithm or claims", () => {
     "expired 61+ s ago (beyond the leeway)": (room) => tokenFor(worker, { rooms: [room], extra: { exp: now - 120 } }),
     "no exp": (room) => tokenFor(worker, { rooms: [room], extra: { exp: undefined } }),
     "no sub": (room) => tokenFor(worker, { rooms: [room], extra: { sub: undefined } }),
+    "empty sub": (room) => tokenFor(worker, { rooms: [room], extra: { sub: "" } }),
+    "numeric sub (a mistyped claim)": (room) => tokenFor(worker, { rooms: [room], extra: { sub: 42 } }),
+    "string rooms (a mistyped claim)": (room) => tokenFor(worker, { rooms: room }),
+    "numeric iss though JWT_ISSUER is unset (a mistyped claim)": (room) => tokenFor(worker, { rooms: [room], extra: { iss: 7 } }),
+    "expired and for another room (rooms is checked last)": () => tokenFor(worker, { rooms: ["elsewhere"], extra: { exp: now - 3600 } }),
   };
   for (const [name, makeToken] of Object.entries(refused)) {
     test(`${name}: unauthorized`, async () => {
@@ -165,6 +171,18 @@ describe("room authorization", () => {
     await expectAccepted(worker, "x", { token });
   });
 
+  test("rooms null or [] may join no room", async () => {
+    for (const rooms of [null, []]) {
+      const room = uniqueRoom("emptyrooms");
+      await expectRefusedUpgrade(worker, room, { token: tokenFor(worker, { rooms }) }, "forbidden");
+    }
+  });
+
+  test("a * anywhere but at the end is literal and matches no valid room id", async () => {
+    const token = tokenFor(worker, { rooms: ["a*b", "*team"] });
+    for (const room of ["ab", "axb", "team", "xteam"]) await expectRefusedUpgrade(worker, room, { token }, "forbidden");
+  });
+
   test("an exact room id does not match a longer one", async () => {
     const token = tokenFor(worker, { rooms: ["lobby"] });
     await expectAccepted(worker, "lobby", { token });
@@ -175,6 +193,7 @@ describe("room authorization", () => {
     const token = tokenFor(worker, { rooms: ["team-42-*"] });
     await expectAccepted(worker, "team-42-x", { token });
     await expectAccepted(worker, "team-42-design_review", { token, placement: "protocol" });
+    await expectAccepted(worker, "team-42-", { token });
     await expectRefusedUpgrade(worker, "team-43", { token }, "forbidden");
     await expectRefusedUpgrade(worker, "team-43-x", { token }, "forbidden");
     await expectRefusedUpgrade(worker, "team-42", { token }, "forbidden");
@@ -258,9 +277,10 @@ describe("with JWT_ISSUER and JWT_AUDIENCE configured", () => {
     await strict?.dispose();
   });
 
-  test("the right iss and aud are accepted", async () => {
+  test("the right iss and aud are accepted, aud also as an array containing it", async () => {
     const room = uniqueRoom("issaud");
     await expectAccepted(strict, room, { token: tokenFor(strict, { rooms: [room], extra: { iss: ISS, aud: AUD } }) });
+    await expectAccepted(strict, room, { token: tokenFor(strict, { rooms: [room], extra: { iss: ISS, aud: ["other", AUD] } }) });
   });
 
   const refused = {
@@ -268,6 +288,8 @@ describe("with JWT_ISSUER and JWT_AUDIENCE configured", () => {
     "wrong aud": { iss: ISS, aud: "someone-else" },
     "no iss": { aud: AUD },
     "no aud": { iss: ISS },
+    "aud array without it": { iss: ISS, aud: ["other", "another"] },
+    "iss differing only in case": { iss: ISS.toUpperCase(), aud: AUD },
   };
   for (const [name, extra] of Object.entries(refused)) {
     test(`${name}: unauthorized`, async () => {
