@@ -61,15 +61,17 @@ impl PeerId {
     }
 }
 
-/// What a signal carries, relayed as is.
-#[derive(Debug, Clone, PartialEq)]
+/// What a signal carries, relayed as is (it serializes as the `type` and payload field of
+/// `relay.inner`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Payload {
     /// The SDP text of an offer.
-    Offer(String),
+    Offer { sdp: String },
     /// The SDP text of an answer.
-    Answer(String),
+    Answer { sdp: String },
     /// An `RTCIceCandidateInit` object, or `null` for end-of-candidates.
-    Candidate(Value),
+    Candidate { candidate: Value },
 }
 
 /// A targeted `offer`, `answer` or `candidate`.
@@ -200,9 +202,15 @@ fn decode_fields(mut fields: Map<String, Value>) -> Result<ClientFrame, Refusal>
         }),
         "offer" | "answer" | "candidate" => {
             let payload = match kind.as_str() {
-                "offer" => Payload::Offer(required_string(f, "sdp")?),
-                "answer" => Payload::Answer(required_string(f, "sdp")?),
-                _ => Payload::Candidate(candidate(f)?),
+                "offer" => Payload::Offer {
+                    sdp: required_string(f, "sdp")?,
+                },
+                "answer" => Payload::Answer {
+                    sdp: required_string(f, "sdp")?,
+                },
+                _ => Payload::Candidate {
+                    candidate: candidate(f)?,
+                },
             };
             Ok(ClientFrame::Signal(Signal {
                 to: required_string(f, "to")?,
@@ -289,30 +297,13 @@ pub enum LeaveReason {
 
 /// The relayed message inside a `relay` frame; `from` is stamped by the server.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(
-    tag = "type",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase"
-)]
-pub enum RelayInner {
-    Offer {
-        room_id: RoomId,
-        from: PeerId,
-        to: PeerId,
-        sdp: String,
-    },
-    Answer {
-        room_id: RoomId,
-        from: PeerId,
-        to: PeerId,
-        sdp: String,
-    },
-    Candidate {
-        room_id: RoomId,
-        from: PeerId,
-        to: PeerId,
-        candidate: Value,
-    },
+#[serde(rename_all = "camelCase")]
+pub struct RelayInner {
+    #[serde(flatten)]
+    pub payload: Payload,
+    pub room_id: RoomId,
+    pub from: PeerId,
+    pub to: PeerId,
 }
 
 /// A server → client frame.

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{close, close_code_for, reciprocal_close_code, ErrorCode};
 use crate::id::IdSource;
 use crate::protocol::{
-    decode, ClientFrame, LeaveReason, Metadata, Payload, PeerId, PeerInfo, Refusal, RelayInner,
-    RoomId, ServerFrame, Signal,
+    decode, ClientFrame, LeaveReason, Metadata, PeerId, PeerInfo, Refusal, RelayInner, RoomId,
+    ServerFrame, Signal,
 };
 
 /// Limits a room enforces.
@@ -295,26 +295,11 @@ impl Room {
                     format!("no peer `{}` in this room", short(&signal.to)),
                 )
             })?;
-        let (room_id, from) = (self.id.clone(), sender.clone());
-        let inner = match signal.payload {
-            Payload::Offer(sdp) => RelayInner::Offer {
-                room_id,
-                from,
-                to: to.clone(),
-                sdp,
-            },
-            Payload::Answer(sdp) => RelayInner::Answer {
-                room_id,
-                from,
-                to: to.clone(),
-                sdp,
-            },
-            Payload::Candidate(candidate) => RelayInner::Candidate {
-                room_id,
-                from,
-                to: to.clone(),
-                candidate,
-            },
+        let inner = RelayInner {
+            payload: signal.payload,
+            room_id: self.id.clone(),
+            from: sender.clone(),
+            to: to.clone(),
         };
         Ok(vec![Effect::Send {
             to: vec![to],

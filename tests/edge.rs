@@ -161,57 +161,44 @@ fn the_first_placement_wins() {
     ));
 }
 
+/// `(code, close code, answered subprotocol)` of a refused upgrade.
+fn refused(req: EdgeRequest<'_>) -> (ErrorCode, u16, Option<&'static str>) {
+    match run(req) {
+        EdgeDecision::RefuseUpgrade {
+            code,
+            close_code,
+            protocol,
+            ..
+        } => (code, close_code, protocol),
+        other => panic!("expected a refused upgrade, got {other:?}"),
+    }
+}
+
 #[test]
 fn refused_upgrades_get_a_frame_and_4401_or_4403_and_answer_signal_v1() {
-    let protocols = "signal.v1";
-    match run(EdgeRequest {
-        protocols: Some(protocols),
+    let no_token = EdgeRequest {
+        protocols: Some("signal.v1"),
         ..ws("/ws/lobby")
-    }) {
-        EdgeDecision::RefuseUpgrade {
-            code,
-            close_code,
-            protocol,
-            ..
-        } => {
-            assert_eq!(
-                (code, close_code, protocol),
-                (ErrorCode::Unauthorized, 4401, Some("signal.v1"))
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    };
+    assert_eq!(
+        refused(no_token),
+        (ErrorCode::Unauthorized, 4401, Some("signal.v1"))
+    );
     let elsewhere = format!("signal.v1, bearer.{}", token(json!(["other-room"])));
-    match run(EdgeRequest {
+    let other_room = EdgeRequest {
         protocols: Some(&elsewhere),
         ..ws("/ws/lobby")
-    }) {
-        EdgeDecision::RefuseUpgrade {
-            code,
-            close_code,
-            protocol,
-            ..
-        } => {
-            assert_eq!(
-                (code, close_code, protocol),
-                (ErrorCode::Forbidden, 4403, Some("signal.v1"))
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    };
+    assert_eq!(
+        refused(other_room),
+        (ErrorCode::Forbidden, 4403, Some("signal.v1"))
+    );
     let no_rooms = format!("Bearer {}", hs256(json!({"sub":"a","exp":NOW_S + 60})));
-    assert!(matches!(
-        run(EdgeRequest {
-            authorization: Some(&no_rooms),
-            ..ws("/ws/lobby")
-        }),
-        EdgeDecision::RefuseUpgrade {
-            code: ErrorCode::Forbidden,
-            close_code: 4403,
-            protocol: None,
-            ..
-        }
-    ));
+    let header = EdgeRequest {
+        authorization: Some(&no_rooms),
+        ..ws("/ws/lobby")
+    };
+    assert_eq!(refused(header), (ErrorCode::Forbidden, 4403, None));
 }
 
 #[test]
