@@ -33,7 +33,7 @@ npm_ci() {
   local dir="$1" stamp
   stamp="$dir/node_modules/.edgesignal-lock.sha256"
   if [ ! -f "$stamp" ] || ! sha256sum --status -c "$stamp" 2>/dev/null; then
-    step "npm ci in ${dir#"$EDGESIGNAL_ROOT"/}"
+    step "npm ci in $(basename "$dir")"
     (cd "$dir" && npm ci --no-audit --no-fund)
     (cd "$dir" && sha256sum package-lock.json) | sed "s|  |  $dir/|" > "$stamp"
   fi
