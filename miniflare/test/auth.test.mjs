@@ -253,6 +253,24 @@ describe("handshake details", () => {
     await expectRefusedUpgrade(worker, other, { token: bad, placement: "header", query: `token=${goodForOther}` }, "forbidden");
   });
 
+  test("a client's own x-edgesignal-identity header is never trusted", async () => {
+    // Without a token, a forged identity header changes nothing: refused at the edge.
+    const room = uniqueRoom("forged");
+    const forged = JSON.stringify({ user: "attacker", room, protocol: null });
+    await expectRefusedUpgrade(worker, room, { token: null, headers: { "x-edgesignal-identity": forged } }, "unauthorized");
+    // With a valid token, the Worker's own identity replaces the forged one: the peer lands in
+    // the path's room, not the room the forged header names.
+    const mine = uniqueRoom("mine");
+    const elsewhere = uniqueRoom("elsewhere");
+    const { client: watcher } = await worker.join(elsewhere, { label: "watcher" });
+    const headers = { "x-edgesignal-identity": JSON.stringify({ user: "attacker", room: elsewhere, protocol: null }) };
+    const { client, joined } = await worker.join(mine, { headers });
+    assert.equal(joined.roomId, mine);
+    assert.deepEqual(joined.peers, []);
+    await watcher.expectSilence();
+    await Promise.all([client.close(), watcher.close()]);
+  });
+
   test("refused upgrades never reach a room's Durable Object", async () => {
     assert.ok(refusedRooms.size > 0);
     // Each refusal completed (close received) before this runs, and a room object logs on
