@@ -95,9 +95,12 @@ test("200 candidates arrive complete and in order, never overtaking their offer"
     if (i % 50 === 49) sent.push({ type: "candidate", to: B, candidate: null, correlationId: `end${i}` });
   }
   assert.equal(sent.length, 205);
+  const started = performance.now();
   for (const frame of sent) a.send(frame);
 
   const received = await b.collect(sent.length, undefined, 10_000);
+  // Reported, not asserted: speed is the benchmark's business (bench/connect-relay.mjs).
+  console.log(`relay: ${sent.length} frames A→B delivered in ${(performance.now() - started).toFixed(1)} ms (Miniflare Node API on loopback)`);
   assert.deepEqual(
     received.map((f) => f.correlationId),
     sent.map((f) => f.correlationId),
