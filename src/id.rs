@@ -42,6 +42,37 @@ impl<C: FnMut() -> u64, R: FnMut() -> [u8; 10]> IdSource for UlidSource<C, R> {
     }
 }
 
+/// ULIDs that need no fresh randomness per id: a random 80-bit seed, drawn once, counted up
+/// by one for every id (the ULID spec's monotonic mode, kept across milliseconds). Unique and
+/// time-sortable within one generator, but predictable from one sample: for server-made
+/// `correlationId`s, never for peer ids.
+#[derive(Debug, Clone)]
+pub struct CountingUlids {
+    next: u128,
+}
+
+impl CountingUlids {
+    /// Starts at `seed` (80 random bits).
+    pub fn new(seed: [u8; 10]) -> CountingUlids {
+        let mut next = 0u128;
+        for byte in seed {
+            next = (next << 8) | u128::from(byte);
+        }
+        CountingUlids { next }
+    }
+
+    /// The next id at `now_ms`.
+    pub fn next_at(&mut self, now_ms: u64) -> String {
+        let random = self.next;
+        // Wraps within 80 bits; 2^80 ids from one seed never happen.
+        self.next = (self.next + 1) & ((1u128 << 80) - 1);
+        let bytes = random.to_be_bytes();
+        let mut tail = [0u8; 10];
+        tail.copy_from_slice(&bytes[6..]);
+        ulid(now_ms, tail)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +87,18 @@ mod tests {
         );
         // 1469918176385 ms is "01ARYZ6S41" in the ULID spec's example.
         assert!(ulid(1_469_918_176_385, [0; 10]).starts_with("01ARYZ6S41"));
+    }
+
+    #[test]
+    fn counting_ulids_are_distinct_and_carry_over_into_higher_bytes() {
+        let mut ids = CountingUlids::new([0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF]);
+        let a = ids.next_at(1_000);
+        let b = ids.next_at(1_000);
+        assert_eq!(a, ulid(1_000, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF]));
+        assert_eq!(b, ulid(1_000, [0, 0, 0, 0, 0, 0, 0, 0, 1, 0]));
+        let mut top = CountingUlids::new([0xFF; 10]);
+        assert_eq!(top.next_at(5), ulid(5, [0xFF; 10]));
+        assert_eq!(top.next_at(5), ulid(5, [0; 10]), "wraps within 80 bits");
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! Protocol v1 frames: decoding what clients send and the frames the server sends.
 //!
 //! Invariants:
-//! - Decoding parses a frame's text exactly once and moves the relayed payloads (`sdp`,
-//!   `candidate`) out of the parsed value: the server never inspects them. A `candidate` object
-//!   is re-serialized as the same JSON value (its keys in sorted order).
+//! - Decoding tokenizes a frame's text exactly once and borrows from it: string fields without
+//!   escapes are never copied, and the relayed payloads (`sdp`, `candidate`) stay the exact JSON
+//!   text the sender wrote, spliced into the `relay` frame as is ([`encode_relay`]). The server
+//!   never inspects or re-encodes them.
 //! - A frame over the size limit is refused before it is parsed, so that error never carries a
 //!   `correlationId`; every other refusal echoes the frame's `correlationId` when it had a valid one.
 //! - Field names on the wire are camelCase, type names snake_case (`#[serde(tag = "type")]`), so
 //!   browsers can switch on `msg.type`.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
@@ -61,50 +66,69 @@ impl PeerId {
     }
 }
 
-/// What a signal carries, relayed as is (it serializes as the `type` and payload field of
-/// `relay.inner`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Payload {
-    /// The SDP text of an offer.
-    Offer { sdp: String },
-    /// The SDP text of an answer.
-    Answer { sdp: String },
-    /// An `RTCIceCandidateInit` object, or `null` for end-of-candidates.
-    Candidate { candidate: Value },
+/// What a signal carries: the sender's payload as the exact JSON text it arrived as (a JSON
+/// string for `sdp`, an object or `null` for `candidate`). It is spliced into the `relay` frame
+/// unchanged, never decoded or re-encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// The SDP text of an offer, as a JSON string literal.
+    Offer { sdp: &'a str },
+    /// The SDP text of an answer, as a JSON string literal.
+    Answer { sdp: &'a str },
+    /// An `RTCIceCandidateInit` object, or `null` for end-of-candidates, as JSON text.
+    Candidate { candidate: &'a str },
 }
 
-/// A targeted `offer`, `answer` or `candidate`.
+impl Payload<'_> {
+    /// The frame type that carried it (`relay.inner.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Payload::Offer { .. } => "offer",
+            Payload::Answer { .. } => "answer",
+            Payload::Candidate { .. } => "candidate",
+        }
+    }
+
+    /// The payload field's name and its JSON text.
+    fn field(&self) -> (&'static str, &str) {
+        match *self {
+            Payload::Offer { sdp } | Payload::Answer { sdp } => ("sdp", sdp),
+            Payload::Candidate { candidate } => ("candidate", candidate),
+        }
+    }
+}
+
+/// A targeted `offer`, `answer` or `candidate`, borrowing from the frame's text.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Signal {
-    pub to: String,
-    pub payload: Payload,
-    pub room_id: Option<String>,
-    pub from: Option<String>,
+pub struct Signal<'a> {
+    pub to: Cow<'a, str>,
+    pub payload: Payload<'a>,
+    pub room_id: Option<Cow<'a, str>>,
+    pub from: Option<Cow<'a, str>>,
 }
 
 /// A decoded client → server frame.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ClientFrame {
+pub enum ClientFrame<'a> {
     /// Client → server: (re)announce presence; idempotent.
     Join {
-        room_id: String,
+        room_id: Cow<'a, str>,
         metadata: Option<Metadata>,
-        peer_id: Option<String>,
+        peer_id: Option<Cow<'a, str>>,
     },
     /// Client → server: leave the room; the server closes with 1000.
-    Leave { room_id: String },
+    Leave { room_id: Cow<'a, str> },
     /// Client → server → one peer: offer, answer or candidate.
-    Signal(Signal),
+    Signal(Signal<'a>),
     /// Client → server: a `ping` that was not byte-exact, so the runtime's auto-response missed it.
     Ping,
 }
 
 /// A client frame with the `correlationId` it carried.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Envelope {
-    pub frame: ClientFrame,
-    pub correlation_id: Option<String>,
+pub struct Envelope<'a> {
+    pub frame: ClientFrame<'a>,
+    pub correlation_id: Option<Cow<'a, str>>,
 }
 
 /// Why a frame was refused: what the `error` frame says.
@@ -134,89 +158,120 @@ impl Refusal {
     }
 }
 
+/// The fields of a client frame that the protocol knows, each as the raw JSON text of its value
+/// (a slice of the frame): the frame is tokenized once and nothing is copied. Unknown fields
+/// are checked to be JSON and skipped. `null` is kept as the text `null` so that
+/// `"candidate": null` (end-of-candidates) differs from a missing `candidate`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawFields<'a> {
+    #[serde(rename = "type", borrow, default, deserialize_with = "present")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    correlation_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    to: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    sdp: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    candidate: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    room_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    from: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    peer_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    metadata: Option<&'a RawValue>,
+}
+
+/// A field that is present, `null` included.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
 /// Decodes one text frame. `max_bytes` is the configured frame size limit (UTF-8 bytes).
-pub fn decode(text: &str, max_bytes: usize) -> Result<Envelope, Refusal> {
+pub fn decode(text: &str, max_bytes: usize) -> Result<Envelope<'_>, Refusal> {
     if text.len() > max_bytes {
         return Err(Refusal::new(
             ErrorCode::TooLarge,
             format!("frame is {} bytes; the limit is {max_bytes}", text.len()),
         ));
     }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("invalid JSON: {e}")))?;
-    let Value::Object(mut fields) = value else {
-        return Err(Refusal::new(
-            ErrorCode::BadRequest,
-            "a frame must be a JSON object",
-        ));
+    let fields: RawFields<'_> = serde_json::from_str(text).map_err(|e| {
+        let message = match e.classify() {
+            Category::Data if text.trim_start().starts_with('{') => {
+                // A known field twice: refused rather than letting one copy win silently.
+                format!("invalid frame: {e}")
+            }
+            Category::Data => "a frame must be a JSON object".to_owned(),
+            _ => format!("invalid JSON: {e}"),
+        };
+        Refusal::new(ErrorCode::BadRequest, message)
+    })?;
+    let correlation_id = match fields.correlation_id.map(json_text) {
+        None | Some("null") => None,
+        Some(raw) => Some(
+            string_value(raw)
+                .filter(|id| !id.is_empty() && id.len() <= MAX_CORRELATION_ID_BYTES)
+                .ok_or_else(|| {
+                    Refusal::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "field `correlationId` must be a non-empty string of at most {MAX_CORRELATION_ID_BYTES} bytes"
+                        ),
+                    )
+                })?,
+        ),
     };
-    let correlation_id = take_correlation_id(&mut fields)?;
-    let with_id = |mut r: Refusal| {
-        r.correlation_id.clone_from(&correlation_id);
+    let frame = decode_fields(&fields).map_err(|mut r| {
+        r.correlation_id = correlation_id.as_deref().map(str::to_owned);
         r
-    };
-    let frame = decode_fields(fields).map_err(with_id)?;
+    })?;
     Ok(Envelope {
         frame,
         correlation_id,
     })
 }
 
-fn take_correlation_id(fields: &mut Map<String, Value>) -> Result<Option<String>, Refusal> {
-    match fields.remove("correlationId") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_CORRELATION_ID_BYTES => {
-            Ok(Some(id))
-        }
-        Some(_) => Err(Refusal::new(
-            ErrorCode::BadRequest,
-            format!(
-                "field `correlationId` must be a non-empty string of at most {MAX_CORRELATION_ID_BYTES} bytes"
-            ),
-        )),
-    }
-}
-
-fn decode_fields(mut fields: Map<String, Value>) -> Result<ClientFrame, Refusal> {
-    let kind = match fields.remove("type") {
-        Some(Value::String(kind)) => kind,
-        Some(_) => return Err(mistyped("type", "a string")),
-        None => return Err(missing("type")),
+fn decode_fields<'a>(f: &RawFields<'a>) -> Result<ClientFrame<'a>, Refusal> {
+    let kind = match f.kind.map(json_text) {
+        None | Some("null") => return Err(missing("type")),
+        Some(raw) => string_value(raw).ok_or_else(|| mistyped("type", "a string"))?,
     };
-    let f = &mut fields;
-    match kind.as_str() {
+    match &*kind {
         "join" => {
-            let metadata = match f.remove("metadata") {
-                None | Some(Value::Null) => None,
-                Some(Value::Object(m)) => Some(check_metadata(m)?),
+            let metadata = match f.metadata.map(json_text) {
+                None | Some("null") => None,
+                Some(raw) if raw.starts_with('{') => Some(check_metadata(raw)?),
                 Some(_) => return Err(mistyped("metadata", "a JSON object")),
             };
             Ok(ClientFrame::Join {
-                room_id: required_string(f, "roomId")?,
+                room_id: required_string(f.room_id, "roomId")?,
                 metadata,
-                peer_id: optional_string(f, "peerId")?,
+                peer_id: optional_string(f.peer_id, "peerId")?,
             })
         }
         "leave" => Ok(ClientFrame::Leave {
-            room_id: required_string(f, "roomId")?,
+            room_id: required_string(f.room_id, "roomId")?,
         }),
         "offer" | "answer" | "candidate" => {
-            let payload = match kind.as_str() {
+            let payload = match &*kind {
                 "offer" => Payload::Offer {
-                    sdp: required_string(f, "sdp")?,
+                    sdp: string_text(f.sdp, "sdp")?,
                 },
                 "answer" => Payload::Answer {
-                    sdp: required_string(f, "sdp")?,
+                    sdp: string_text(f.sdp, "sdp")?,
                 },
                 _ => Payload::Candidate {
-                    candidate: candidate(f)?,
+                    candidate: candidate_text(f.candidate)?,
                 },
             };
             Ok(ClientFrame::Signal(Signal {
-                to: required_string(f, "to")?,
+                to: required_string(f.to, "to")?,
                 payload,
-                room_id: optional_string(f, "roomId")?,
-                from: optional_string(f, "from")?,
+                room_id: optional_string(f.room_id, "roomId")?,
+                from: optional_string(f.from, "from")?,
             }))
         }
         "ping" => Ok(ClientFrame::Ping),
@@ -227,8 +282,27 @@ fn decode_fields(mut fields: Map<String, Value>) -> Result<ClientFrame, Refusal>
     }
 }
 
-fn check_metadata(metadata: Metadata) -> Result<Metadata, Refusal> {
-    // Serializing a parsed `Map` cannot fail: it holds only JSON values.
+/// The JSON text of a raw value, as the frame spelled it.
+fn json_text(raw: &RawValue) -> &str {
+    raw.get()
+}
+
+/// The value of a JSON string literal: borrowed when it has no escapes, unescaped otherwise.
+/// `None` when `raw` is not a string.
+fn string_value(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        // Valid JSON (the tokenizer checked it) without escapes: the text between the quotes
+        // is the value.
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
+fn check_metadata(raw: &str) -> Result<Metadata, Refusal> {
+    let metadata: Metadata =
+        serde_json::from_str(raw).map_err(|_| mistyped("metadata", "a JSON object"))?;
+    // Measured re-serialized (compact), as it is stored and echoed.
     let size = serde_json::to_string(&metadata).map_or(usize::MAX, |s| s.len());
     if size > MAX_METADATA_BYTES {
         return Err(Refusal::new(
@@ -239,26 +313,39 @@ fn check_metadata(metadata: Metadata) -> Result<Metadata, Refusal> {
     Ok(metadata)
 }
 
-fn candidate(f: &mut Map<String, Value>) -> Result<Value, Refusal> {
-    match f.remove("candidate") {
-        Some(v @ (Value::Object(_) | Value::Null)) => Ok(v),
+/// A string field's JSON text (quotes and escapes as sent), checked to be a string.
+fn string_text<'a>(raw: Option<&'a RawValue>, name: &str) -> Result<&'a str, Refusal> {
+    match raw.map(json_text) {
+        None | Some("null") => Err(missing(name)),
+        Some(text) if text.starts_with('"') => Ok(text),
+        Some(_) => Err(mistyped(name, "a string")),
+    }
+}
+
+fn candidate_text(raw: Option<&RawValue>) -> Result<&str, Refusal> {
+    match raw.map(json_text) {
+        None => Err(missing("candidate")),
+        Some(text) if text.starts_with('{') || text == "null" => Ok(text),
         Some(_) => Err(mistyped(
             "candidate",
             "an RTCIceCandidateInit object or null",
         )),
-        None => Err(missing("candidate")),
     }
 }
 
-fn required_string(f: &mut Map<String, Value>, name: &str) -> Result<String, Refusal> {
-    optional_string(f, name)?.ok_or_else(|| missing(name))
+fn required_string<'a>(raw: Option<&'a RawValue>, name: &str) -> Result<Cow<'a, str>, Refusal> {
+    optional_string(raw, name)?.ok_or_else(|| missing(name))
 }
 
-fn optional_string(f: &mut Map<String, Value>, name: &str) -> Result<Option<String>, Refusal> {
-    match f.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(mistyped(name, "a string")),
+fn optional_string<'a>(
+    raw: Option<&'a RawValue>,
+    name: &str,
+) -> Result<Option<Cow<'a, str>>, Refusal> {
+    match raw.map(json_text) {
+        None | Some("null") => Ok(None),
+        Some(text) => string_value(text)
+            .map(Some)
+            .ok_or_else(|| mistyped(name, "a string")),
     }
 }
 
@@ -277,6 +364,52 @@ fn truncate(s: &str, max_chars: usize) -> &str {
     s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])
 }
 
+/// Encodes the `relay` frame for `signal`'s addressee, splicing the payload's JSON text in as
+/// it arrived. Room and peer ids are `[A-Za-z0-9_-]` and need no escaping; `correlation_id`
+/// is escaped only when it has to be.
+pub fn encode_relay(
+    payload: &Payload<'_>,
+    room_id: &RoomId,
+    from: &PeerId,
+    to: &PeerId,
+    correlation_id: &str,
+) -> ServerFrame {
+    let (field, value) = payload.field();
+    let mut text = String::with_capacity(value.len() + correlation_id.len() + 160);
+    text.push_str(r#"{"type":"relay","inner":{"type":""#);
+    text.push_str(payload.kind());
+    text.push_str(r#"",""#);
+    text.push_str(field);
+    text.push_str(r#"":"#);
+    text.push_str(value);
+    text.push_str(r#","roomId":""#);
+    text.push_str(room_id.as_str());
+    text.push_str(r#"","from":""#);
+    text.push_str(from.as_str());
+    text.push_str(r#"","to":""#);
+    text.push_str(to.as_str());
+    text.push_str(r#""},"correlationId":"#);
+    push_json_string(&mut text, correlation_id);
+    text.push('}');
+    ServerFrame::Relay(RelayText(text))
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // Serializing a `str` cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+/// A `relay` frame's wire text, made by [`encode_relay`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayText(String);
+
 /// One peer as others see it in `joined.peers`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -293,17 +426,6 @@ pub enum LeaveReason {
     Leave,
     /// Its connection closed without a `leave`.
     Disconnect,
-}
-
-/// The relayed message inside a `relay` frame; `from` is stamped by the server.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RelayInner {
-    #[serde(flatten)]
-    pub payload: Payload,
-    pub room_id: RoomId,
-    pub from: PeerId,
-    pub to: PeerId,
 }
 
 /// A server → client frame.
@@ -339,11 +461,10 @@ pub enum ServerFrame {
         peer_id: PeerId,
         reason: LeaveReason,
     },
-    /// To the addressee of an offer, answer or candidate.
-    Relay {
-        inner: RelayInner,
-        correlation_id: String,
-    },
+    /// To the addressee of an offer, answer or candidate: `{"type":"relay","inner":{type,
+    /// sdp|candidate, roomId, from, to},"correlationId"}`, encoded by [`encode_relay`].
+    #[serde(skip)]
+    Relay(RelayText),
     /// To the sender of a refused frame (or a refused upgrade).
     Error {
         code: ErrorCode,
@@ -358,10 +479,21 @@ pub enum ServerFrame {
 impl ServerFrame {
     /// The text frame on the wire.
     pub fn to_text(&self) -> String {
-        // Every field is a string, a number or a parsed JSON value: serializing cannot fail.
-        serde_json::to_string(self).unwrap_or_else(|_| {
-            r#"{"type":"error","code":"internal","message":"encoding failed"}"#.to_owned()
-        })
+        match self {
+            ServerFrame::Relay(RelayText(text)) => text.clone(),
+            // Every field is a string, a number or a parsed JSON value: serializing cannot fail.
+            other => serde_json::to_string(other).unwrap_or_else(|_| {
+                r#"{"type":"error","code":"internal","message":"encoding failed"}"#.to_owned()
+            }),
+        }
+    }
+
+    /// The text frame on the wire, without copying an already encoded `relay`.
+    pub fn into_text(self) -> String {
+        match self {
+            ServerFrame::Relay(RelayText(text)) => text,
+            other => other.to_text(),
+        }
     }
 }
 

@@ -10,12 +10,14 @@
 //!   the newcomer can send anything; frames from one sender to one addressee leave in order.
 //! - The room never reads a clock or a random source, and does no I/O: it returns [`Effect`]s.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{close, close_code_for, reciprocal_close_code, ErrorCode};
 use crate::id::IdSource;
 use crate::protocol::{
-    decode, ClientFrame, LeaveReason, Metadata, PeerId, PeerInfo, Refusal, RelayInner, RoomId,
+    decode, encode_relay, ClientFrame, LeaveReason, Metadata, PeerId, PeerInfo, Refusal, RoomId,
     ServerFrame, Signal,
 };
 
@@ -178,14 +180,16 @@ impl Room {
                 peer_id,
             } => self.join(sender, &room_id, metadata, peer_id.as_deref()),
             ClientFrame::Leave { room_id } => self.leave(sender, &room_id),
-            ClientFrame::Signal(signal) => self.relay(sender, signal, correlation_id.clone(), ids),
+            ClientFrame::Signal(signal) => {
+                self.relay(sender, &signal, correlation_id.as_deref(), ids)
+            }
             ClientFrame::Ping => Ok(vec![Effect::Send {
                 to: vec![sender.clone()],
                 frame: ServerFrame::Pong,
             }]),
         };
         result.unwrap_or_else(|mut refusal| {
-            refusal.correlation_id = correlation_id;
+            refusal.correlation_id = correlation_id.map(Cow::into_owned);
             vec![self.refuse(sender, refusal)]
         })
     }
@@ -272,8 +276,8 @@ impl Room {
     fn relay(
         &mut self,
         sender: &PeerId,
-        signal: Signal,
-        correlation_id: Option<String>,
+        signal: &Signal<'_>,
+        correlation_id: Option<&str>,
         ids: &mut dyn IdSource,
     ) -> Result<Vec<Effect>, Refusal> {
         check_sender(sender, signal.from.as_deref(), "from")?;
@@ -295,18 +299,18 @@ impl Room {
                     format!("no peer `{}` in this room", short(&signal.to)),
                 )
             })?;
-        let inner = RelayInner {
-            payload: signal.payload,
-            room_id: self.id.clone(),
-            from: sender.clone(),
-            to: to.clone(),
+        let made;
+        let correlation_id = match correlation_id {
+            Some(id) => id,
+            None => {
+                made = ids.next_id();
+                &made
+            }
         };
+        let frame = encode_relay(&signal.payload, &self.id, sender, &to, correlation_id);
         Ok(vec![Effect::Send {
             to: vec![to],
-            frame: ServerFrame::Relay {
-                inner,
-                correlation_id: correlation_id.unwrap_or_else(|| ids.next_id()),
-            },
+            frame,
         }])
     }
 

@@ -211,3 +211,103 @@ fn user_hash_is_stable_salted_and_does_not_reveal_the_sub() {
         (Some("info"), Some("peer_joined"))
     );
 }
+
+/// The wire text of the one frame `a`'s `text` makes the room send to `b`.
+fn relayed_text(h: &mut Harness, a: &PeerId, b: &PeerId, text: &str) -> String {
+    let effects = h.room.on_text(a, text, &mut h.ids);
+    match effects.as_slice() {
+        [edgesignal::room::Effect::Send { to, frame }] if to == std::slice::from_ref(b) => {
+            frame.to_text()
+        }
+        other => panic!("expected one send to B, got {other:?}"),
+    }
+}
+
+#[test]
+fn relayed_payloads_are_the_senders_exact_json_text() {
+    let (mut h, a, b) = two_peers();
+    // Unsorted keys, whitespace, escapes and non-ASCII: all kept byte for byte.
+    let candidate = r#"{ "sdpMid":"0",  "candidate":"candidate:1 1 udp 2122260223 192.0.2.1 5000 typ host \u00e9 \"q\"", "sdpMLineIndex":0 }"#;
+    let text = format!(
+        r#"{{"type":"candidate","to":"{}","candidate":{candidate}}}"#,
+        b.as_str()
+    );
+    let relayed = relayed_text(&mut h, &a, &b, &text);
+    assert!(
+        relayed.contains(&format!(r#""candidate":{candidate},"#)),
+        "{relayed}"
+    );
+    let sdp = r#""v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=\u2014 \"x\"\r\n""#;
+    let text = format!(
+        r#"{{"sdp":{sdp},"type":"offer","to":"{}","correlationId":"o1"}}"#,
+        b.as_str()
+    );
+    let relayed = relayed_text(&mut h, &a, &b, &text);
+    assert!(relayed.contains(&format!(r#""sdp":{sdp},"#)), "{relayed}");
+    // And the frame is still one valid JSON object with the decoded values a client expects.
+    let value: Value = serde_json::from_str(&relayed).unwrap();
+    assert_eq!(
+        value["inner"]["sdp"],
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=\u{2014} \"x\"\r\n"
+    );
+    assert_eq!(value["inner"]["type"], "offer");
+    assert_eq!(value["inner"]["from"], a.as_str());
+    assert_eq!(value["correlationId"], "o1");
+}
+
+#[test]
+fn escaped_strings_are_read_as_their_values() {
+    let (mut h, a, b) = two_peers();
+    // `to` spelled with a \u escape still names B; a correlationId with a quote is re-escaped.
+    let escaped_to: String = b
+        .as_str()
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let text = format!(
+        r#"{{"type":"candidate","to":"{escaped_to}","candidate":null,"correlationId":"say \"hi\"\n"}}"#
+    );
+    let relayed = relayed_text(&mut h, &a, &b, &text);
+    let value: Value = serde_json::from_str(&relayed).unwrap();
+    assert_eq!(value["correlationId"], "say \"hi\"\n");
+    assert_eq!(value["inner"]["candidate"], Value::Null);
+    // The 128-byte limit is on the value, not its escaped spelling.
+    let long_escaped = "\\u0041".repeat(128);
+    let text = format!(
+        r#"{{"type":"candidate","to":"{}","candidate":null,"correlationId":"{long_escaped}"}}"#,
+        b.as_str()
+    );
+    let relayed = relayed_text(&mut h, &a, &b, &text);
+    let value: Value = serde_json::from_str(&relayed).unwrap();
+    assert_eq!(value["correlationId"], "A".repeat(128));
+}
+
+#[test]
+fn a_known_field_sent_twice_is_refused_not_guessed() {
+    let (mut h, a, b) = two_peers();
+    let c = PeerId::from_server("ID000000000000000000000099".into());
+    let text = format!(
+        r#"{{"type":"offer","to":"{}","to":"{}","sdp":"v=0"}}"#,
+        b.as_str(),
+        c.as_str()
+    );
+    h.text(&a, &text);
+    let error = h.one(&a);
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["code"], "bad_request");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field `to`"),
+        "{error}"
+    );
+    assert!(h.take(&b).is_empty());
+    // Unknown fields may repeat: they are ignored.
+    let text = format!(
+        r#"{{"type":"candidate","to":"{}","candidate":null,"x":1,"x":2}}"#,
+        b.as_str()
+    );
+    h.text(&a, &text);
+    assert_eq!(h.one(&b)["type"], "relay");
+}

@@ -178,3 +178,19 @@ test("a relay to an unknown or departed peer is target_not_found", async () => {
   assert.ok(A);
   await a.expectSilence();
 });
+
+test("a candidate and an SDP reach the addressee as the exact JSON text the sender wrote", async () => {
+  const { a, b, B } = await worker.pair(uniqueRoom("relay-exact"));
+  // Keys out of order, spaces and escapes: the server splices the payload in, it never re-encodes.
+  const candidate = `{ "sdpMid":"0",  "candidate":"candidate:1 1 udp 2122260223 192.0.2.1 5000 typ host \\u00e9", "usernameFragment":null, "sdpMLineIndex":0 }`;
+  a.send(`{"type":"candidate","to":"${B}","candidate":${candidate},"correlationId":"exact-1"}`);
+  const frame = await b.nextFrame("relay");
+  assert.ok(frame.raw.includes(`"candidate":${candidate},`), frame.raw);
+  assert.equal(frame.data.inner.candidate.candidate, "candidate:1 1 udp 2122260223 192.0.2.1 5000 typ host é");
+  const sdp = JSON.stringify(SDP_OFFER).replace("v=0", "v=0\\u0020");
+  a.send(`{"type":"offer","sdp":${sdp},"to":"${B}"}`);
+  const offer = await b.nextFrame("relay");
+  assert.ok(offer.raw.includes(`"sdp":${sdp},`), offer.raw);
+  assert.equal(offer.data.inner.sdp, SDP_OFFER.replace("v=0", "v=0 "));
+  await Promise.all([a.expectSilence(), b.expectSilence()]);
+});

@@ -1,12 +1,18 @@
 //! The room Durable Object: one per room id, sockets accepted with the hibernation API.
 //!
 //! Why it looks like this:
-//! - Each socket is tagged with its peer id (first tag), so a targeted send is one
-//!   `get_websockets_with_tag` look-up, and carries its [`Attachment`], so that after the
-//!   runtime evicts an idle object the constructor rebuilds the exact same [`CoreRoom`] from
-//!   `get_websockets()`. The in-memory room is only a cache of what the sockets hold; every change
-//!   to a member is written back to its attachment ([`Effect::Persist`]).
-//! - Sockets that are not OPEN (closing, closed) are never counted or sent to.
+//! - Each socket is tagged with its peer id (first tag) and carries its [`Attachment`], so that
+//!   after the runtime evicts an idle object the constructor rebuilds the exact same
+//!   [`CoreRoom`] from `get_websockets()`. The in-memory room is only a cache of what the sockets
+//!   hold; every change to a member is written back to its attachment ([`Effect::Persist`]).
+//! - The hot path (a relayed frame) crosses into JavaScript as little as it can: the sender is
+//!   found by comparing socket handles against [`Sockets`], an in-memory index of the members'
+//!   sockets rebuilt with the room (no tag look-up, no string copies), the addressee's socket
+//!   comes from the same index, and the frame is sent without a ready-state check (a send to a
+//!   socket that closed meanwhile fails and is ignored; its close event follows). See
+//!   docs/performance.md for what each crossing costs.
+//! - Sockets that are not OPEN when the room is rebuilt are never counted; a socket leaves the
+//!   index when the server closes it or its close event arrives, so nothing is sent to it after.
 //! - `{"type":"ping"}` is answered by the runtime's auto-response, which does not wake the object.
 //! - No handler awaits between reading the room and applying the core's effects, so events never
 //!   interleave inside a decision.
@@ -15,6 +21,7 @@ use std::cell::RefCell;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use worker::wasm_bindgen::JsValue;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
@@ -25,7 +32,7 @@ use super::{json_response, log, now_ms};
 use crate::config::{room_limits, ConfigError};
 use crate::edge::{error_body, ForwardedIdentity, IDENTITY_HEADER};
 use crate::error::ErrorCode;
-use crate::id::{IdSource, UlidSource};
+use crate::id::{ulid, CountingUlids, IdSource};
 use crate::protocol::{PeerId, RoomId, PING_TEXT, PONG_TEXT};
 use crate::room::{Admission, Effect, Member, Room as CoreRoom, RoomLimits};
 
@@ -45,6 +52,39 @@ pub struct Room {
     limits: std::result::Result<RoomLimits, ConfigError>,
     /// Rebuilt from the sockets in the constructor; `None` until the room id is known.
     room: RefCell<Option<CoreRoom>>,
+    /// The members' open sockets, rebuilt with `room`.
+    sockets: RefCell<Sockets>,
+    /// Server-made `correlationId`s: seeded once per wake, so a relay draws no randomness.
+    correlation_ids: RefCell<CountingUlids>,
+}
+
+/// Members' sockets by peer id. A room holds a handful of peers, so a linear scan beats
+/// hashing; comparing socket handles is one cheap `===` in JavaScript each.
+#[derive(Default)]
+struct Sockets(Vec<(PeerId, WebSocket)>);
+
+impl Sockets {
+    fn get(&self, peer: &PeerId) -> Option<&WebSocket> {
+        self.0.iter().find(|(p, _)| p == peer).map(|(_, ws)| ws)
+    }
+
+    /// The peer whose socket `ws` is.
+    fn peer_of(&self, ws: &WebSocket) -> Option<&PeerId> {
+        let handle = js_handle(ws);
+        self.0
+            .iter()
+            .find(|(_, other)| js_handle(other) == handle)
+            .map(|(p, _)| p)
+    }
+
+    fn insert(&mut self, peer: PeerId, ws: WebSocket) {
+        self.remove(&peer);
+        self.0.push((peer, ws));
+    }
+
+    fn remove(&mut self, peer: &PeerId) {
+        self.0.retain(|(p, _)| p != peer);
+    }
 }
 
 impl DurableObject for Room {
@@ -60,16 +100,21 @@ impl DurableObject for Room {
             state,
             limits,
             room: RefCell::new(None),
+            sockets: RefCell::new(Sockets::default()),
+            correlation_ids: RefCell::new(CountingUlids::new(random_bytes())),
         };
         let name = this.state.id().name();
-        let rebuilt = this.rebuild(name.as_deref());
-        let peers = rebuilt.as_ref().map_or(0, |r| r.members().len());
+        this.rebuild(name.as_deref());
+        let room = this.room.borrow();
         log(
             "info",
             "room_wake",
-            json!({ "room": rebuilt.as_ref().map(|r| r.id().as_str().to_owned()).or(name), "peers": peers }),
+            json!({
+                "room": room.as_ref().map(|r| r.id().as_str().to_owned()).or(name),
+                "peers": room.as_ref().map_or(0, |r| r.members().len()),
+            }),
         );
-        *this.room.borrow_mut() = rebuilt;
+        drop(room);
         this
     }
 
@@ -93,7 +138,7 @@ impl DurableObject for Room {
         let admission = {
             let mut slot = self.room.borrow_mut();
             let room = slot.get_or_insert_with(|| CoreRoom::rebuild(room_id.clone(), *limits, []));
-            room.admit(identity.user, &mut ids())
+            room.admit(identity.user, &mut self.ids())
         };
         match admission {
             Admission::Accepted { member, effects } => {
@@ -106,9 +151,12 @@ impl DurableObject for Room {
                 });
                 if let Err(e) = attached {
                     // The cache already counts the peer: forget it and rebuild from the sockets.
-                    *self.room.borrow_mut() = self.rebuild(Some(room_id.as_str()));
+                    self.rebuild(Some(room_id.as_str()));
                     return Err(e);
                 }
+                self.sockets
+                    .borrow_mut()
+                    .insert(peer.clone(), pair.server.clone());
                 log(
                     "info",
                     "peer_joined",
@@ -148,7 +196,9 @@ impl DurableObject for Room {
         };
         let effects = match self.room.borrow_mut().as_mut() {
             Some(room) => match &message {
-                WebSocketIncomingMessage::String(text) => room.on_text(&peer, text, &mut ids()),
+                WebSocketIncomingMessage::String(text) => {
+                    room.on_text(&peer, text, &mut self.ids())
+                }
                 WebSocketIncomingMessage::Binary(_) => room.on_binary(&peer),
             },
             None => Vec::new(),
@@ -176,21 +226,33 @@ impl DurableObject for Room {
 }
 
 impl Room {
-    /// Rebuilds the room from its open sockets' attachments.
-    fn rebuild(&self, name: Option<&str>) -> Option<CoreRoom> {
-        let limits = *self.limits.as_ref().ok()?;
+    /// Rebuilds the room and the socket index from the open sockets' attachments.
+    fn rebuild(&self, name: Option<&str>) {
         let mut room_id = name.and_then(RoomId::parse);
         let mut members = Vec::new();
+        let mut sockets = Sockets::default();
         for ws in self.state.get_websockets() {
             if !is_open(&ws) {
                 continue;
             }
             if let Ok(Some(attachment)) = ws.deserialize_attachment::<Attachment>() {
                 room_id = room_id.or_else(|| RoomId::parse(&attachment.room));
+                sockets.insert(attachment.member.peer_id.clone(), ws);
                 members.push(attachment.member);
             }
         }
-        Some(CoreRoom::rebuild(room_id?, limits, members))
+        let room = match (room_id, self.limits.as_ref()) {
+            (Some(id), Ok(limits)) => Some(CoreRoom::rebuild(id, *limits, members)),
+            _ => None,
+        };
+        *self.room.borrow_mut() = room;
+        *self.sockets.borrow_mut() = sockets;
+    }
+
+    /// Ids for the core: fresh randomness for peer ids (they must be unguessable), the counting
+    /// generator for correlation ids (they need only be unique).
+    fn ids(&self) -> RoomIds<'_> {
+        RoomIds(&self.correlation_ids)
     }
 
     fn closed(&self, ws: &WebSocket, code: u16) {
@@ -215,7 +277,11 @@ impl Room {
         self.apply(effects, Some((&peer, ws)));
     }
 
+    /// The peer id of `ws`: from the index, else (a socket that already left it) its first tag.
     fn peer_of(&self, ws: &WebSocket) -> Option<PeerId> {
+        if let Some(peer) = self.sockets.borrow().peer_of(ws) {
+            return Some(peer.clone());
+        }
         self.state
             .get_tags(ws)
             .into_iter()
@@ -224,26 +290,29 @@ impl Room {
     }
 
     /// Carries out the core's effects. `current` is the socket of the event being handled, which
-    /// a tag look-up may no longer return once it is closing.
+    /// may have left the index already (a peer that left, then closed).
     fn apply(&self, effects: Vec<Effect>, current: Option<(&PeerId, &WebSocket)>) {
-        let sockets = |peer: &PeerId| -> Vec<WebSocket> {
-            match current {
-                Some((p, ws)) if p == peer => vec![ws.clone()],
-                _ => self.state.get_websockets_with_tag(peer.as_str()),
-            }
+        let socket = |sockets: &Sockets, peer: &PeerId| -> Option<WebSocket> {
+            sockets.get(peer).cloned().or_else(|| match current {
+                Some((p, ws)) if p == peer => Some(ws.clone()),
+                _ => None,
+            })
         };
         for effect in effects {
             match effect {
                 Effect::Send { to, frame } => {
-                    let text = frame.to_text();
-                    for ws in to.iter().flat_map(sockets).filter(is_open) {
+                    let text = frame.into_text();
+                    let sockets = self.sockets.borrow();
+                    for ws in to.iter().filter_map(|peer| sockets.get(peer)) {
                         // A send fails only on a socket that closed meanwhile; its close event
                         // takes care of it.
                         let _ = ws.send_with_str(&text);
                     }
                 }
                 Effect::Close { peer, code, reason } => {
-                    for ws in sockets(&peer) {
+                    let ws = socket(&self.sockets.borrow(), &peer);
+                    self.sockets.borrow_mut().remove(&peer);
+                    if let Some(ws) = ws {
                         // Throws when the socket is already closed (the runtime may have answered
                         // the close itself): nothing is left to do then.
                         let _ = ws.close(Some(code), Some(reason));
@@ -256,11 +325,8 @@ impl Room {
                         .as_ref()
                         .map(|r| r.id().as_str().to_owned())
                         .unwrap_or_default();
-                    for ws in sockets(&member.peer_id).into_iter().filter(is_open) {
-                        let _ = ws.serialize_attachment(Attachment {
-                            room: room.clone(),
-                            member: member.clone(),
-                        });
+                    if let Some(ws) = self.sockets.borrow().get(&member.peer_id) {
+                        let _ = ws.serialize_attachment(Attachment { room, member });
                     }
                 }
             }
@@ -268,20 +334,32 @@ impl Room {
     }
 }
 
+fn js_handle(ws: &WebSocket) -> &JsValue {
+    AsRef::<worker::web_sys::WebSocket>::as_ref(ws).as_ref()
+}
+
 fn is_open(ws: &WebSocket) -> bool {
     AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN
 }
 
-/// Ids from the runtime's clock and `crypto.getRandomValues`.
-fn ids() -> impl IdSource {
-    UlidSource {
-        clock_ms: now_ms,
-        random: || {
-            let mut bytes = [0u8; 10];
-            // getrandom's `js` backend is crypto.getRandomValues. Ids must be unguessable, so a
-            // failure aborts the event rather than issuing a predictable id.
-            getrandom::getrandom(&mut bytes).expect("crypto.getRandomValues");
-            bytes
-        },
+/// The core's [`IdSource`] in the Worker.
+struct RoomIds<'a>(&'a RefCell<CountingUlids>);
+
+impl IdSource for RoomIds<'_> {
+    fn next_id(&mut self) -> String {
+        self.0.borrow_mut().next_at(now_ms())
     }
+
+    fn next_peer_id(&mut self) -> PeerId {
+        PeerId::from_server(ulid(now_ms(), random_bytes()))
+    }
+}
+
+/// 80 bits from `crypto.getRandomValues`.
+fn random_bytes() -> [u8; 10] {
+    let mut bytes = [0u8; 10];
+    // getrandom's `js` backend is crypto.getRandomValues. Peer ids must be unguessable, so a
+    // failure aborts the event rather than issuing a predictable id.
+    getrandom::getrandom(&mut bytes).expect("crypto.getRandomValues");
+    bytes
 }
