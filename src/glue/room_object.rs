@@ -145,10 +145,13 @@ impl DurableObject for Room {
                 let (peer, user) = (member.peer_id.clone(), member.user.clone());
                 self.state
                     .accept_websocket_with_tags(&pair.server, &[peer.as_str()]);
-                let attached = pair.server.serialize_attachment(Attachment {
-                    room: room_id.as_str().to_owned(),
-                    member,
-                });
+                let attached = attach(
+                    &pair.server,
+                    &Attachment {
+                        room: room_id.as_str().to_owned(),
+                        member,
+                    },
+                );
                 if let Err(e) = attached {
                     // The cache already counts the peer: forget it and rebuild from the sockets.
                     self.rebuild(Some(room_id.as_str()));
@@ -235,7 +238,7 @@ impl Room {
             if !is_open(&ws) {
                 continue;
             }
-            if let Ok(Some(attachment)) = ws.deserialize_attachment::<Attachment>() {
+            if let Some(attachment) = attachment_of(&ws) {
                 room_id = room_id.or_else(|| RoomId::parse(&attachment.room));
                 sockets.insert(attachment.member.peer_id.clone(), ws);
                 members.push(attachment.member);
@@ -326,12 +329,26 @@ impl Room {
                         .map(|r| r.id().as_str().to_owned())
                         .unwrap_or_default();
                     if let Some(ws) = self.sockets.borrow().get(&member.peer_id) {
-                        let _ = ws.serialize_attachment(Attachment { room, member });
+                        let _ = attach(ws, &Attachment { room, member });
                     }
                 }
             }
         }
     }
+}
+
+/// Stores `attachment` as one JSON string: a single string crosses into JavaScript, where
+/// `serialize_attachment` of the struct would build a JS object field by field.
+fn attach(ws: &WebSocket, attachment: &Attachment) -> Result<()> {
+    let json =
+        serde_json::to_string(attachment).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    ws.serialize_attachment(json)
+}
+
+/// The socket's [`Attachment`], if it has one that parses.
+fn attachment_of(ws: &WebSocket) -> Option<Attachment> {
+    let json = ws.deserialize_attachment::<String>().ok()??;
+    serde_json::from_str(&json).ok()
 }
 
 fn js_handle(ws: &WebSocket) -> &JsValue {
