@@ -40,4 +40,12 @@ npm_ci() {
 }
 npm_ci "$EDGESIGNAL_ROOT"
 npm_ci "$EDGESIGNAL_ROOT/miniflare"
+
+# The side-by-side benchmark's load generator: its own crate and lock file (never part of the
+# Worker's build). cargo rebuilds it only when its sources changed; nothing is built at run time.
+LOADGEN_DIR="$EDGESIGNAL_ROOT/bench/side-by-side/loadgen"
+if [ ! -x "$LOADGEN_DIR/target/release/edgesignal-loadgen" ]; then
+  step "benchmark load generator (bench/side-by-side/loadgen, about 30 s)"
+fi
+cargo build --release --locked --quiet --manifest-path "$LOADGEN_DIR/Cargo.toml" --target-dir "$LOADGEN_DIR/target"
 echo "setup: ready"
