@@ -37,6 +37,8 @@ const PROFILES = {
   full: {
     runs: 3,
     pair_samples: 2000,
+    warmup_frames: 200,
+    warmup_connects: 10,
     serial_connects: 200,
     rooms: 500,
     connect_in_flight: 64,
@@ -53,6 +55,8 @@ const PROFILES = {
   quick: {
     runs: 1,
     pair_samples: 300,
+    warmup_frames: 200,
+    warmup_connects: 10,
     serial_connects: 40,
     rooms: 500,
     connect_in_flight: 64,
@@ -188,7 +192,7 @@ async function benchServer(server, run, profile, opts) {
   const ready = await startServer(server, vars, opts);
   try {
     const url = new URL(ready.url);
-    const tokenCount = 2 + profile.serial_connects + 2 * profile.rooms;
+    const tokenCount = 2 + profile.warmup_connects + profile.serial_connects + 2 * profile.rooms;
     const tag = `${run}-${server}-${Date.now().toString(36)}`;
     // A distinct `sub` per connection, so per-user limits never bite; "*" covers every room.
     const tokens = Array.from({ length: tokenCount }, (_, i) =>
@@ -290,12 +294,18 @@ function fmt(x, decimals) {
 function table(results, servers, profile) {
   const runs = [...new Set(results.map((r) => r.run))];
   const m = (server, run) => results.find((r) => r.server === server && r.run === run)?.metrics;
-  const ratio = (key, over) =>
-    median(runs.map((run) => {
-      const a = m("edgesignal", run)?.[key];
-      const b = m(over, run)?.[key];
-      return typeof a === "number" && typeof b === "number" && b !== 0 ? a / b : null;
-    }));
+  // The ratio of each run (same machine state for the three servers), then their median and,
+  // with several runs, their range.
+  const ratioCell = (key, over) => {
+    const perRun = runs
+      .map((run) => [m("edgesignal", run)?.[key], m(over, run)?.[key]])
+      .filter(([a, b]) => typeof a === "number" && typeof b === "number" && b !== 0)
+      .map(([a, b]) => a / b);
+    if (perRun.length === 0) return "–";
+    const cell = `${median(perRun).toFixed(2)}×`;
+    if (perRun.length === 1) return cell;
+    return `${cell} (${Math.min(...perRun).toFixed(2)}–${Math.max(...perRun).toFixed(2)})`;
+  };
   const header = ["scenario", ...servers];
   const withRatios = servers.includes("edgesignal");
   const over = withRatios ? servers.filter((s) => s !== "edgesignal") : [];
@@ -308,10 +318,7 @@ function table(results, servers, profile) {
       .replace("{conns}", fmt(profile.rooms * 2, 0))
       .replace("{rooms}", fmt(profile.rooms, 0));
     const cells = servers.map((s) => fmt(median(runs.map((run) => m(s, run)?.[key])), decimals));
-    const ratioCells = over.map((o) => {
-      const r = ratios ? ratio(key, o) : null;
-      return r === null ? "–" : `${r.toFixed(2)}×`;
-    });
+    const ratioCells = over.map((o) => (ratios ? ratioCell(key, o) : "–"));
     return [name, ...cells, ...ratioCells];
   });
   const out = [`| ${header.join(" | ")} |`, `|${header.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`];
@@ -423,8 +430,8 @@ async function main() {
   if (servers.includes("edgesignal")) {
     console.log(`edgesignal vars: ${Object.entries({ ...EDGESIGNAL_VARS, ...vars }).map(([k, v]) => `${k}=${v}`).join(" ")}`);
   }
-  console.log("ratios: edgesignal's value / the baseline's, median of the per-run ratios; above 1 means");
-  console.log("        slower or costlier, except in the frames/s and connects/s rows, where above 1 is better");
+  console.log("ratios: edgesignal's value / the baseline's in each run; their median (and range over the runs).");
+  console.log("        Above 1 is slower or costlier, except in the frames/s and connects/s rows (above 1 is better).");
   console.log("");
   console.log(table(results, servers, profile));
   console.log("");

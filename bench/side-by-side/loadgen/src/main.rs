@@ -59,6 +59,10 @@ struct Config {
     #[serde(default)]
     host_pids: Vec<u32>,
     pair_samples: usize,
+    /// Unmeasured frames and connects before the first measured ones, so that the numbers are
+    /// of a warm isolate (JIT and wasm tier-up done), as a busy server's are.
+    warmup_frames: usize,
+    warmup_connects: usize,
     serial_connects: usize,
     rooms: usize,
     connect_in_flight: usize,
@@ -627,20 +631,11 @@ async fn pair_latency(shared: &Rc<Shared>, cfg: &Config) -> Result<(), String> {
     let room = format!("{}-pair", cfg.room_prefix);
     let (a, _) = connect(shared, cfg, &room).await?;
     let (b, _) = connect(shared, cfg, &room).await?;
-    let (offer, cand) = (offer_prefix(&b.peer_id), candidate_prefix(&b.peer_id));
+    let prefixes = [offer_prefix(&b.peer_id), candidate_prefix(&b.peer_id)];
+    one_at_a_time(shared, cfg, &a, &b, &prefixes, cfg.warmup_frames).await;
     settle(cfg).await;
-    let phase = shared.begin_phase();
     let window = Window::open(cfg);
-    let mut sent = 0u64;
-    for i in 0..cfg.pair_samples {
-        let prefix = if i % 2 == 0 { &offer } else { &cand };
-        a.send(frame(prefix, phase, shared.now_us(), b.id));
-        sent += 1;
-        let deadline = Instant::now() + Duration::from_millis(cfg.drain_ms);
-        if !shared.wait_received(sent, deadline).await {
-            break; // lost: counted below, and the rest of the loop would only repeat it
-        }
-    }
+    let sent = one_at_a_time(shared, cfg, &a, &b, &prefixes, cfg.pair_samples).await;
     let usage = window.close(cfg);
     let lat = latency_fields(&mut shared.latencies_us.borrow_mut());
     emit(merge(
@@ -656,8 +651,43 @@ async fn pair_latency(shared: &Rc<Shared>, cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// In a new phase, `n` frames A → B, each sent once the previous one arrived, alternating the
+/// prefixes. Returns how many were sent (fewer than `n` after a loss).
+async fn one_at_a_time(
+    shared: &Shared,
+    cfg: &Config,
+    a: &Conn,
+    b: &Conn,
+    prefixes: &[String; 2],
+    n: usize,
+) -> u64 {
+    let phase = shared.begin_phase();
+    let mut sent = 0u64;
+    for i in 0..n {
+        a.send(frame(&prefixes[i % 2], phase, shared.now_us(), b.id));
+        sent += 1;
+        let deadline = Instant::now() + Duration::from_millis(cfg.drain_ms);
+        if !shared.wait_received(sent, deadline).await {
+            break; // lost: counted by the caller, and the rest would only repeat it
+        }
+    }
+    sent
+}
+
 /// Connections one at a time, two per room (the first wakes a new object, the second joins it).
 async fn serial_connects(shared: &Rc<Shared>, cfg: &Config) -> Result<(), String> {
+    let mut warm = Vec::with_capacity(cfg.warmup_connects);
+    for i in 0..cfg.warmup_connects {
+        warm.push(
+            connect(shared, cfg, &format!("{}-w{}", cfg.room_prefix, i / 2))
+                .await?
+                .0,
+        );
+    }
+    for c in &warm {
+        c.close();
+    }
+    settle(cfg).await;
     let window = Window::open(cfg);
     let mut times = Vec::with_capacity(cfg.serial_connects);
     let mut conns = Vec::with_capacity(cfg.serial_connects);
