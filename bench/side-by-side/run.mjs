@@ -189,6 +189,8 @@ function runLoadgen(config, { pin, label, wallLimitS }) {
 async function benchServer(server, run, profile, opts) {
   const vars = server === "edgesignal" ? { ...EDGESIGNAL_VARS, ...opts.vars } : {};
   const started = performance.now();
+  // Read before the start: whoever rebuilds build/ meanwhile changes later runs, not this one.
+  const build = server === "edgesignal" ? buildId() : undefined;
   const ready = await startServer(server, vars, opts);
   try {
     const url = new URL(ready.url);
@@ -209,7 +211,8 @@ async function benchServer(server, run, profile, opts) {
     };
     const label = `run ${run} ${server}`;
     const scenarioLines = await runLoadgen(config, { ...opts, label, wallLimitS });
-    return { server, run, seconds: (performance.now() - started) / 1000, lines: scenarioLines, miniflare: ready.miniflare };
+    const seconds = (performance.now() - started) / 1000;
+    return { server, run, seconds, lines: scenarioLines, miniflare: ready.miniflare, build };
   } finally {
     await ready.stop();
   }
@@ -328,16 +331,18 @@ function table(results, servers, profile) {
 
 // ---------------------------------------------------------------------------------------------
 
-function machineFacts(pin, miniflare) {
-  const cpu = cpus();
+/** Which build of edgesignal a run loaded: the wasm's size, hash and time. */
+function buildId() {
   const wasm = join(BUILD_DIR, "index_bg.wasm");
-  let build = "build/ missing";
-  if (existsSync(wasm)) {
-    const bytes = readFileSync(wasm);
-    const sha = createHash("sha256").update(bytes).digest("hex").slice(0, 12);
-    const built = statSync(wasm).mtime.toISOString();
-    build = `build/index_bg.wasm ${bytes.length.toLocaleString("en-US")} bytes, sha256 ${sha}…, built ${built}`;
-  }
+  if (!existsSync(wasm)) return "build/ missing";
+  const bytes = readFileSync(wasm);
+  const sha = createHash("sha256").update(bytes).digest("hex").slice(0, 12);
+  const built = statSync(wasm).mtime.toISOString();
+  return `build/index_bg.wasm ${bytes.length.toLocaleString("en-US")} bytes, sha256 ${sha}…, built ${built}`;
+}
+
+function machineFacts(pin, miniflare, builds) {
+  const cpu = cpus();
   return [
     `machine: ${cpu.length} cores (${cpu[0]?.model?.trim() ?? "?"}), Linux, Node ${process.version}`,
     `servers: Miniflare ${miniflare} Node API (workerd), loopback 127.0.0.1, no wrangler proxy; fresh instance per server per run`,
@@ -345,7 +350,7 @@ function machineFacts(pin, miniflare) {
       ? `pinning: server (Node host + workerd) on core ${SERVER_CORE}, ` +
         `loadgen (Rust, tokio current-thread) on core ${LOADGEN_CORE}; ulimit -n ${NOFILE}`
       : "pinning: OFF (fewer than 2 cores or no taskset): server and loadgen share cores",
-    `edgesignal: ${build}`,
+    ...builds.map((b) => `edgesignal: ${b}`),
   ].join("\n");
 }
 
@@ -426,7 +431,8 @@ async function main() {
 
   const mode = values.quick ? "--quick" : "full";
   console.log(`\nedgesignal side-by-side benchmark (${mode}): medians of ${profile.runs} run(s)`);
-  console.log(machineFacts(pin, results[0]?.miniflare ?? miniflareVersion()));
+  const builds = [...new Set(results.map((r) => r.build).filter(Boolean))];
+  console.log(machineFacts(pin, results[0]?.miniflare ?? miniflareVersion(), builds));
   if (servers.includes("edgesignal")) {
     console.log(`edgesignal vars: ${Object.entries({ ...EDGESIGNAL_VARS, ...vars }).map(([k, v]) => `${k}=${v}`).join(" ")}`);
   }
@@ -442,6 +448,7 @@ async function main() {
     console.log(`sweep run ${r.run} ${r.server}: ${steps.join(" ")}`);
   }
   const notes = warnings(results);
+  if (builds.length > 1) notes.push(`build/ changed between runs: the edgesignal figures mix ${builds.length} builds`);
   if (notes.length) console.log(`\nsuspicious:\n${notes.map((n) => `  - ${n}`).join("\n")}`);
   else console.log("\nsuspicious: nothing (no loss or misdelivery, no refusals, loadgen below 0.8 cores, no other load)");
   console.log(`\nwall time ${wall.toFixed(1)} s`);
