@@ -3,7 +3,8 @@
 //!
 //! Invariant: every code string a client can see is produced by [`ErrorCode::as_str`], every
 //! HTTP status by [`ErrorCode::http_status`] and every close code chosen by the server by
-//! [`close_code_for`] or [`reciprocal_close_code`]. Nothing else in the crate spells them.
+//! [`close_code_for`], [`ending_close_code`] or [`reciprocal_close_code`]. Nothing else in the
+//! crate spells them.
 
 use serde::{Serialize, Serializer};
 
@@ -24,8 +25,12 @@ pub enum ErrorCode {
     RoomMismatch,
     /// The room already holds `MAX_PEERS_PER_ROOM` peers.
     RoomFull,
-    /// Too many frames (reserved: the rate limiter arrives in a later version).
+    /// Too many frames (the connection stays open), too many upgrades, or a ban in force
+    /// (the connection is closed 4429: see [`ending_close_code`]).
     RateLimited,
+    /// The identity already holds `MAX_CONNECTIONS_PER_USER` open connections in this room
+    /// (upgrade only; close 1013).
+    ConnectionLimit,
     /// No valid token.
     Unauthorized,
     /// A valid token that may not enter this room.
@@ -52,6 +57,7 @@ impl ErrorCode {
             ErrorCode::RoomMismatch => "room_mismatch",
             ErrorCode::RoomFull => "room_full",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ConnectionLimit => "connection_limit",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Internal => "internal",
@@ -71,7 +77,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::TooLarge => 413,
             ErrorCode::UpgradeRequired => 426,
-            ErrorCode::RateLimited => 429,
+            // The identity's own doing, like a rate: 429, not the room's capacity (503).
+            ErrorCode::RateLimited | ErrorCode::ConnectionLimit => 429,
             ErrorCode::RoomFull => 503,
             ErrorCode::Internal => 500,
         }
@@ -90,7 +97,7 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// Server going away (deploy, shutdown).
     pub const GOING_AWAY: u16 = 1001;
-    /// Room full: try again later.
+    /// Room full or connection limit: try again later.
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// Protocol abuse.
     pub const PROTOCOL_ABUSE: u16 = 4400;
@@ -112,8 +119,19 @@ pub const fn close_code_for(code: ErrorCode) -> Option<u16> {
     match code {
         ErrorCode::Unauthorized => Some(close::UNAUTHORIZED),
         ErrorCode::Forbidden => Some(close::FORBIDDEN),
-        ErrorCode::RoomFull => Some(close::TRY_AGAIN_LATER),
+        ErrorCode::RoomFull | ErrorCode::ConnectionLimit => Some(close::TRY_AGAIN_LATER),
         _ => None,
+    }
+}
+
+/// The close code when a refusal with `code` ends the connection: an upgrade refused before it
+/// becomes a member, or a connection closed for abuse. As [`close_code_for`], except that
+/// `rate_limited`, otherwise a per-frame error that leaves the connection open, closes with
+/// 4429 here (a ban in force, the connect rate, or the strike limit reached).
+pub const fn ending_close_code(code: ErrorCode) -> Option<u16> {
+    match code {
+        ErrorCode::RateLimited => Some(close::RATE_LIMIT_ABUSE),
+        _ => close_code_for(code),
     }
 }
 
@@ -130,6 +148,17 @@ pub const fn reciprocal_close_code(received: u16) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limited_closes_only_when_it_ends_the_connection() {
+        assert_eq!(close_code_for(ErrorCode::RateLimited), None);
+        assert_eq!(ending_close_code(ErrorCode::RateLimited), Some(4429));
+        assert_eq!(close_code_for(ErrorCode::ConnectionLimit), Some(1013));
+        assert_eq!(ending_close_code(ErrorCode::ConnectionLimit), Some(1013));
+        assert_eq!(ending_close_code(ErrorCode::RoomFull), Some(1013));
+        assert_eq!(ErrorCode::ConnectionLimit.as_str(), "connection_limit");
+        assert_eq!(ErrorCode::ConnectionLimit.http_status(), 429);
+    }
 
     #[test]
     fn unsendable_close_codes_are_answered_with_normal() {
