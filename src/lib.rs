@@ -7,6 +7,8 @@
 //!   reach the room's Durable Object;
 //! - [`auth`]: JWT verification and room authorization;
 //! - [`room`]: a room's membership and relay as an event-driven value that returns effects;
+//! - [`rate`]: abuse control (buckets, strikes, bans, connect limits); [`storage`]: the room's
+//!   SQLite schema and statements;
 //! - [`protocol`]: the v1 frames; [`error`]: codes, statuses and close codes;
 //! - [`config`]: Worker vars parsed and checked; [`id`]: ULIDs from injected time and entropy;
 //!   [`log`]: structured log lines.
@@ -18,7 +20,9 @@ pub mod error;
 pub mod id;
 pub mod log;
 pub mod protocol;
+pub mod rate;
 pub mod room;
+pub mod storage;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
