@@ -5,6 +5,7 @@
 //! limit.
 
 use crate::auth::{Verifier, VerifyingKey, MIN_HS256_SECRET_BYTES};
+use crate::rate::RateLimits;
 use crate::room::RoomLimits;
 
 /// Default `MAX_PEERS_PER_ROOM`.
@@ -17,6 +18,18 @@ pub const MAX_PEERS_CEILING: usize = 256;
 pub const MAX_FRAME_BYTES_CEILING: usize = 1024 * 1024;
 /// Smallest `MAX_FRAME_BYTES` accepted: room for an SDP offer of a data-channel-only call.
 pub const MIN_FRAME_BYTES: usize = 1024;
+
+/// Largest rate or burst accepted (`RATE_*_PER_S`, `RATE_*_BURST`, `RATE_CONNECT_PER_MIN`): a
+/// billion, so a benchmark can switch a limit off in effect; the bucket arithmetic saturates,
+/// so no value can overflow it. Fits a 32-bit `usize` (wasm32).
+pub const MAX_RATE: usize = 1_000_000_000;
+/// Largest `RATE_ABUSE_STRIKES` accepted. Above 60 (the seconds in a minute) it can never be
+/// reached, which switches bans off.
+pub const MAX_ABUSE_STRIKES: usize = 1_000_000_000;
+/// Largest `RATE_BAN_S` accepted: one year. `0` is accepted: close 4429, then no refusal.
+pub const MAX_BAN_S: usize = 365 * 24 * 3600;
+/// Largest `MAX_CONNECTIONS_PER_USER` accepted (the room's peer cap bounds it anyway).
+pub const MAX_CONNECTIONS_PER_USER_CEILING: usize = 1_000_000;
 
 /// A setting that is missing or does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +97,46 @@ pub fn room_limits(var: impl Fn(&str) -> Option<String>) -> Result<RoomLimits, C
             MIN_FRAME_BYTES,
             MAX_FRAME_BYTES_CEILING,
             DEFAULT_MAX_FRAME_BYTES,
+        )?,
+    })
+}
+
+/// Reads the abuse limits through `var` (protocol v1.1 §1). Every rate, burst, strike count
+/// and connection cap is at least 1 (0 would refuse everything, forever); `RATE_BAN_S` may be 0.
+pub fn rate_limits(var: impl Fn(&str) -> Option<String>) -> Result<RateLimits, ConfigError> {
+    let d = RateLimits::DEFAULT;
+    let rate = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+        let default = usize::try_from(default).unwrap_or(MAX_RATE);
+        bounded(var(name), name, 1, MAX_RATE, default).map(|n| n as u64)
+    };
+    Ok(RateLimits {
+        msg_per_s: rate("RATE_MSG_PER_S", d.msg_per_s)?,
+        msg_burst: rate("RATE_MSG_BURST", d.msg_burst)?,
+        candidate_per_s: rate("RATE_CANDIDATE_PER_S", d.candidate_per_s)?,
+        candidate_burst: rate("RATE_CANDIDATE_BURST", d.candidate_burst)?,
+        room_per_s: rate("RATE_ROOM_PER_S", d.room_per_s)?,
+        connect_per_min: rate("RATE_CONNECT_PER_MIN", d.connect_per_min)?,
+        abuse_strikes: bounded(
+            var("RATE_ABUSE_STRIKES"),
+            "RATE_ABUSE_STRIKES",
+            1,
+            MAX_ABUSE_STRIKES,
+            d.abuse_strikes,
+        )?,
+        ban_ms: bounded(
+            var("RATE_BAN_S"),
+            "RATE_BAN_S",
+            0,
+            MAX_BAN_S,
+            (d.ban_ms / 1000) as usize,
+        )? as u64
+            * 1000,
+        max_connections_per_user: bounded(
+            var("MAX_CONNECTIONS_PER_USER"),
+            "MAX_CONNECTIONS_PER_USER",
+            1,
+            MAX_CONNECTIONS_PER_USER_CEILING,
+            d.max_connections_per_user,
         )?,
     })
 }
