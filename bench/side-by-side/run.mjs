@@ -5,7 +5,9 @@
 //   node bench/side-by-side/run.mjs                # full: 3 runs, a few minutes
 //   node bench/side-by-side/run.mjs --quick        # bounded, well under a minute (scripts/test.sh)
 //   options: --runs N  --servers thin,js-v1,edgesignal  --var NAME=VALUE (edgesignal, repeatable)
-//            --json FILE (every scenario line of every run)  --verbose (loadgen/workerd stderr)
+//            --json FILE (every scenario line of every run)  --verbose (the server's and workerd's stderr)
+//
+// Exits 1 when a frame is lost, misdelivered or refused, or a connect fails; speed never fails it.
 //
 // Per run and server: a fresh Miniflare (so every Durable Object is new), hosted by server.mjs on
 // core 0; the Rust load generator (loadgen/) on core 1; tokens minted here. Nothing is downloaded
@@ -452,6 +454,12 @@ async function main() {
   if (notes.length) console.log(`\nsuspicious:\n${notes.map((n) => `  - ${n}`).join("\n")}`);
   else console.log("\nsuspicious: nothing (no loss or misdelivery, no refusals, loadgen below 0.8 cores, no other load)");
   console.log(`\nwall time ${wall.toFixed(1)} s`);
+  // Speed never fails the run (a disturbed machine is slow); broken delivery does.
+  const broken = results.filter((r) => r.metrics.lost || r.metrics.misdelivered || r.metrics.refused || r.metrics.connect_failed);
+  if (broken.length) {
+    console.log(`\nFAILED: frames lost, misdelivered or refused, or connects failed in ${broken.length} server run(s)`);
+    process.exitCode = 1;
+  }
   if (values.json) {
     const raw = { profile, servers, results: results.map(({ metrics: _m, ...r }) => r) };
     writeFileSync(values.json, `${JSON.stringify(raw, null, 2)}\n`);

@@ -1035,3 +1035,48 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_reads_back_and_rejects_foreign_ids() {
+        let mut cid = String::new();
+        stamp(&mut cid, 7, 123_456, 42);
+        assert_eq!(parse_stamp(&cid), Some((7, 123_456, 42)));
+        // A server-made correlationId (a ULID) or the sender's own text is not a delivery.
+        assert_eq!(parse_stamp("01J9ZQ4T6X8D2K5M7N3P0R1S9V"), None);
+        assert_eq!(parse_stamp("b7.123"), None);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let samples: Vec<u32> = (1..=100).map(|ms| ms * 1000).collect();
+        assert_eq!(pct_ms(&samples, 0.50), Some(50.0));
+        assert_eq!(pct_ms(&samples, 0.99), Some(99.0));
+        assert_eq!(pct_ms(&samples, 1.0), Some(100.0));
+        assert_eq!(pct_ms(&[], 0.5), None);
+    }
+
+    #[test]
+    fn frames_are_valid_json_with_the_stamp_as_correlation_id() {
+        for prefix in [candidate_prefix("B"), offer_prefix("B")] {
+            let text = frame(&prefix, 3, 99, 5);
+            let value: Value = serde_json::from_str(&text).expect("valid JSON");
+            assert_eq!(value["to"], "B");
+            assert_eq!(value["correlationId"], "b3.99.5");
+        }
+        let sizes = (candidate_prefix("B").len(), offer_prefix("B").len());
+        assert!(
+            (250..400).contains(&sizes.0),
+            "candidate frame ~300 bytes, got {}",
+            sizes.0
+        );
+        assert!(
+            (2000..4500).contains(&sizes.1),
+            "offer SDP 2-4 KB, got {}",
+            sizes.1
+        );
+    }
+}
