@@ -81,9 +81,10 @@ pub fn edge_config(var: impl Fn(&str) -> Option<String>) -> Result<EdgeConfig, C
     })
 }
 
-/// Reads the room's limits through `var`.
+/// Reads the room's limits (rate limits included) through `var`.
 pub fn room_limits(var: impl Fn(&str) -> Option<String>) -> Result<RoomLimits, ConfigError> {
     Ok(RoomLimits {
+        rate: rate_limits(&var)?,
         max_peers: bounded(
             var("MAX_PEERS_PER_ROOM"),
             "MAX_PEERS_PER_ROOM",

@@ -85,6 +85,28 @@ impl ErrorCode {
     }
 }
 
+/// A stable, documented `warning` code: something was dropped or degraded, the session goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WarningCode {
+    /// Candidates over the connection's candidate bucket were dropped.
+    Throttled,
+}
+
+impl WarningCode {
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WarningCode::Throttled => "throttled",
+        }
+    }
+}
+
+impl Serialize for WarningCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl Serialize for ErrorCode {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())

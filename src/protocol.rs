@@ -17,7 +17,7 @@ use serde_json::error::Category;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, WarningCode};
 
 /// Public, client-chosen data about a peer: a JSON object.
 pub type Metadata = Map<String, Value>;
@@ -137,6 +137,8 @@ pub struct Refusal {
     pub code: ErrorCode,
     pub message: String,
     pub correlation_id: Option<String>,
+    /// When trying again makes sense (rate limits): the wait in ms.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Refusal {
@@ -145,7 +147,14 @@ impl Refusal {
             code,
             message: message.into(),
             correlation_id: None,
+            retry_after_ms: None,
         }
+    }
+
+    /// The same refusal with `retryAfterMs`.
+    pub fn retry_after(mut self, ms: Option<u64>) -> Refusal {
+        self.retry_after_ms = ms;
+        self
     }
 
     /// The `error` frame a client sees.
@@ -154,6 +163,7 @@ impl Refusal {
             code: self.code,
             message: self.message,
             correlation_id: self.correlation_id,
+            retry_after_ms: self.retry_after_ms,
         }
     }
 }
@@ -471,6 +481,19 @@ pub enum ServerFrame {
         message: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         correlation_id: Option<String>,
+        /// Rate limits: how long to wait before the next frame (or upgrade) can go through.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    /// To a client whose frames were dropped or degraded while its session goes on.
+    Warning {
+        code: WarningCode,
+        message: String,
+        /// `throttled`: candidates dropped since the previous `throttled` warning.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dropped: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// To the sender of a `ping` that the runtime's auto-response did not catch.
     Pong,

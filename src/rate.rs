@@ -433,6 +433,20 @@ impl ConnectionLimiter {
                 > EVICTION_IDLE_MS
     }
 
+    /// The candidates dropped silently since the last `throttled` warning, told now if the
+    /// cadence allows (`retryAfterMs` 0: the frame that asks passed). The room calls it when a
+    /// frame passes, so that once a flood is over its sender learns of every dropped candidate
+    /// and the `dropped` counts add up.
+    pub fn flush_throttled(&mut self, now_ms: u64) -> Option<Notice> {
+        if self.dropped == 0 || !due(&mut self.last_warning_ms, now_ms) {
+            return None;
+        }
+        Some(Notice::Throttled {
+            dropped: std::mem::take(&mut self.dropped),
+            retry_after_ms: 0,
+        })
+    }
+
     /// The bucket for `class` (read-only, for logs and tests).
     pub fn bucket_of(&self, class: FrameClass) -> &TokenBucket {
         match class {

@@ -8,18 +8,31 @@
 //! - Nothing crosses rooms: a relay's addressee must be a member of this room.
 //! - Existing members hear `peer_joined` in the same event that admits the newcomer, before
 //!   the newcomer can send anything; frames from one sender to one addressee leave in order.
+//! - Every frame is charged to its connection's and the room's rate limits ([`crate::rate`])
+//!   before it is decoded; a dropped frame changes nothing but the limiter and the sender's
+//!   strikes. What must outlive an eviction (strikes, bans, connect buckets) comes out as
+//!   [`Effect::Store`]; a relayed frame stores nothing.
 //! - The room never reads a clock or a random source, and does no I/O: it returns [`Effect`]s.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{close, close_code_for, reciprocal_close_code, ErrorCode};
+use std::collections::HashMap;
+
+use crate::error::{
+    close, close_code_for, ending_close_code, reciprocal_close_code, ErrorCode, WarningCode,
+};
 use crate::id::IdSource;
 use crate::protocol::{
     decode, encode_relay, ClientFrame, LeaveReason, Metadata, PeerId, PeerInfo, Refusal, RoomId,
     ServerFrame, Signal,
 };
+use crate::rate::{
+    sniff_class, ConnectionLimiter, FrameClass, Identities, Notice, RateLimits, StrikeOutcome,
+    TokenBucket, Verdict,
+};
+use crate::storage::Write;
 
 /// Limits a room enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +41,8 @@ pub struct RoomLimits {
     pub max_peers: usize,
     /// `MAX_FRAME_BYTES`: text frames over it are refused unparsed.
     pub max_frame_bytes: usize,
+    /// `RATE_*`, `MAX_CONNECTIONS_PER_USER`.
+    pub rate: RateLimits,
 }
 
 /// One member: what its socket's attachment stores.
@@ -40,6 +55,11 @@ pub struct Member {
     /// Salted hash of the token's `sub`; the plain `sub` never reaches the room.
     pub user: String,
     pub metadata: Metadata,
+    /// The connection's rate limiter, stored only when losing it to an eviction would reset a
+    /// limit that has not refilled by itself ([`ConnectionLimiter::needs_persisting`]; never
+    /// with the default limits). The live limiter is the room's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limiter: Option<ConnectionLimiter>,
 }
 
 /// What the glue must do, in order.
@@ -55,6 +75,8 @@ pub enum Effect {
     },
     /// Store `member` as its socket's attachment.
     Persist { member: Member },
+    /// Write to the room's durable storage ([`crate::storage`]).
+    Store(Write),
 }
 
 /// The outcome of an upgrade that reached the room.
@@ -82,6 +104,12 @@ pub struct Room {
     limits: RoomLimits,
     /// Sorted by `seq`: oldest first.
     members: Vec<Member>,
+    /// Each member's live rate limiter.
+    limiters: HashMap<PeerId, ConnectionLimiter>,
+    /// All frames of the room together (`RATE_ROOM_PER_S`); in memory, it refills within 1 s.
+    room_bucket: TokenBucket,
+    /// Strikes, bans and connect buckets per identity: durable ([`crate::storage`]).
+    identities: Identities,
 }
 
 impl Room {
@@ -93,11 +121,35 @@ impl Room {
     ) -> Room {
         let mut members: Vec<Member> = members.into_iter().collect();
         members.sort_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.peer_id.cmp(&b.peer_id)));
+        let limiters = members
+            .iter()
+            .map(|m| {
+                let limiter = m
+                    .limiter
+                    .clone()
+                    .unwrap_or_else(|| ConnectionLimiter::new(&limits.rate));
+                (m.peer_id.clone(), limiter)
+            })
+            .collect();
         Room {
             id,
+            room_bucket: limits.rate.room_bucket(),
             limits,
             members,
+            limiters,
+            identities: Identities::default(),
         }
+    }
+
+    /// The same room with the identities read from durable storage.
+    pub fn with_identities(mut self, identities: Identities) -> Room {
+        self.identities = identities;
+        self
+    }
+
+    /// Strikes, bans and connect buckets per identity.
+    pub fn identities(&self) -> &Identities {
+        &self.identities
     }
 
     pub fn id(&self) -> &RoomId {
@@ -117,8 +169,11 @@ impl Room {
         self.members.iter().find(|m| &m.peer_id == peer)
     }
 
-    /// A new connection with a verified identity (`user` is the salted hash of its `sub`).
-    pub fn admit(&mut self, user: String, ids: &mut dyn IdSource) -> Admission {
+    /// A new connection with a verified identity (`user` is the salted hash of its `sub`) at
+    /// `now_ms`. Refused when the room is full, or when the identity is banned, has
+    /// `MAX_CONNECTIONS_PER_USER` connections open or is over its connect rate: a refused
+    /// upgrade spends nothing and stores nothing.
+    pub fn admit(&mut self, user: String, now_ms: u64, ids: &mut dyn IdSource) -> Admission {
         if self.members.len() >= self.limits.max_peers {
             let code = ErrorCode::RoomFull;
             return Admission::Refused {
@@ -135,14 +190,34 @@ impl Room {
                 reason: "room full",
             };
         }
+        let open = self.members.iter().filter(|m| m.user == user).count();
+        if let Err(refusal) = self
+            .identities
+            .admit_check(&user, now_ms, &self.limits.rate, open)
+        {
+            let code = refusal.code();
+            return Admission::Refused {
+                frame: Refusal::new(code, refusal_message(&refusal, &self.id))
+                    .retry_after(refusal.retry_after_ms())
+                    .into_frame(),
+                code: refusal.close_code(),
+                reason: refusal.reason(),
+            };
+        }
         let seq = self.members.last().map_or(1, |m| m.seq + 1);
         let member = Member {
             peer_id: ids.next_peer_id(),
             seq,
             user,
             metadata: Metadata::new(),
+            limiter: None,
         };
-        let mut effects = Vec::with_capacity(2);
+        let mut effects: Vec<Effect> = self
+            .identities
+            .take_writes()
+            .into_iter()
+            .map(Effect::Store)
+            .collect();
         let others = self.others(&member.peer_id);
         effects.push(Effect::Send {
             to: vec![member.peer_id.clone()],
@@ -158,20 +233,73 @@ impl Room {
                 },
             });
         }
+        self.limiters.insert(
+            member.peer_id.clone(),
+            ConnectionLimiter::new(&self.limits.rate),
+        );
         self.members.push(member.clone());
         Admission::Accepted { member, effects }
     }
 
-    /// A text frame from `sender`.
-    pub fn on_text(&mut self, sender: &PeerId, text: &str, ids: &mut dyn IdSource) -> Vec<Effect> {
+    /// A text frame from `sender` at `now_ms`.
+    pub fn on_text(
+        &mut self,
+        sender: &PeerId,
+        text: &str,
+        now_ms: u64,
+        ids: &mut dyn IdSource,
+    ) -> Vec<Effect> {
         if self.member(sender).is_none() {
             // A socket that already left (or was never admitted): its late frames are dropped.
             return Vec::new();
         }
+        // Charged before anything is parsed: a flood costs a scan for `"type"`, not a decode.
+        // An oversized frame is not even scanned.
+        let sniffed = if text.len() > self.limits.max_frame_bytes {
+            FrameClass::Other
+        } else {
+            sniff_class(text)
+        };
+        let mut effects = match self.charge(sender, sniffed, now_ms) {
+            Ok(effects) => effects,
+            Err(dropped) => return dropped,
+        };
         let envelope = match decode(text, self.limits.max_frame_bytes) {
             Ok(envelope) => envelope,
-            Err(refusal) => return vec![self.refuse(sender, refusal)],
+            Err(refusal) => {
+                effects.push(self.refuse(sender, refusal));
+                return effects;
+            }
         };
+        let decoded = match &envelope.frame {
+            ClientFrame::Signal(Signal {
+                payload: crate::protocol::Payload::Candidate { .. },
+                ..
+            }) => FrameClass::Candidate,
+            _ => FrameClass::Other,
+        };
+        if decoded != sniffed {
+            // A frame whose `type` the sniffer misread (it answers `Other` when unsure) pays
+            // its real class instead, so it cannot spend two budgets.
+            let limiter = self.limiters.get_mut(sender);
+            let verdict = limiter.map_or(Verdict::Pass, |l| {
+                l.reclassify(sniffed, decoded, now_ms, &self.limits.rate)
+            });
+            if let Verdict::Drop { notice } = verdict {
+                effects.extend(self.dropped(sender, notice, now_ms));
+                return effects;
+            }
+        }
+        effects.extend(self.handle(sender, envelope, ids));
+        effects
+    }
+
+    fn handle(
+        &mut self,
+        sender: &PeerId,
+        envelope: crate::protocol::Envelope<'_>,
+        ids: &mut dyn IdSource,
+    ) -> Vec<Effect> {
         let correlation_id = envelope.correlation_id;
         let result = match envelope.frame {
             ClientFrame::Join {
@@ -194,18 +322,104 @@ impl Room {
         })
     }
 
-    /// A binary frame from `sender`: the protocol is text only.
-    pub fn on_binary(&mut self, sender: &PeerId) -> Vec<Effect> {
+    /// A binary frame from `sender` at `now_ms`: the protocol is text only. Charged like any
+    /// other frame, so a binary flood cannot turn into a flood of errors.
+    pub fn on_binary(&mut self, sender: &PeerId, now_ms: u64) -> Vec<Effect> {
         if self.member(sender).is_none() {
             return Vec::new();
         }
-        vec![self.refuse(
+        let mut effects = match self.charge(sender, FrameClass::Other, now_ms) {
+            Ok(effects) => effects,
+            Err(dropped) => return dropped,
+        };
+        effects.push(self.refuse(
             sender,
             Refusal::new(
                 ErrorCode::BadRequest,
                 "binary frames are not supported; send JSON text",
             ),
-        )]
+        ));
+        effects
+    }
+
+    /// Charges one frame of `class` to `sender`'s limiter and the room's bucket. `Ok` with the
+    /// effects that go before the frame's own (a `throttled` warning owed from a flood that is
+    /// over; an attachment that must carry the limiter), or `Err` with everything a dropped
+    /// frame causes.
+    fn charge(
+        &mut self,
+        sender: &PeerId,
+        class: FrameClass,
+        now_ms: u64,
+    ) -> Result<Vec<Effect>, Vec<Effect>> {
+        let rate = self.limits.rate;
+        let Some(limiter) = self.limiters.get_mut(sender) else {
+            return Ok(Vec::new());
+        };
+        match limiter.check(class, now_ms, &rate, &mut self.room_bucket) {
+            Verdict::Drop { notice } => return Err(self.dropped(sender, notice, now_ms)),
+            Verdict::Pass => {}
+        }
+        let mut effects = Vec::new();
+        if let Some(notice) = limiter.flush_throttled(now_ms) {
+            effects.push(notice_effect(sender, notice));
+        }
+        if limiter.needs_persisting(now_ms, &rate) {
+            let snapshot = limiter.clone();
+            if let Some(member) = self.members.iter_mut().find(|m| &m.peer_id == sender) {
+                member.limiter = Some(snapshot);
+                effects.push(Effect::Persist {
+                    member: member.clone(),
+                });
+            }
+        }
+        Ok(effects)
+    }
+
+    /// A frame of `sender`'s was dropped for rate: its notice (if the cadence allows one), a
+    /// strike for its identity, and at the strike limit the ban: `error rate_limited` and close
+    /// 4429, handled like a disconnect.
+    fn dropped(&mut self, sender: &PeerId, notice: Option<Notice>, now_ms: u64) -> Vec<Effect> {
+        let Some(user) = self.member(sender).map(|m| m.user.clone()) else {
+            return Vec::new();
+        };
+        let outcome = self.identities.on_drop(&user, now_ms, &self.limits.rate);
+        let mut effects: Vec<Effect> = self
+            .identities
+            .take_writes()
+            .into_iter()
+            .map(Effect::Store)
+            .collect();
+        if let StrikeOutcome::Ban { until_ms } = outcome {
+            let retry_after_ms = until_ms.saturating_sub(now_ms);
+            effects.push(
+                self.refuse(
+                    sender,
+                    Refusal::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                        "too many frames dropped for rate ({} seconds with drops within a minute); \
+                         this identity may rejoin room `{}` in {} s",
+                        self.limits.rate.abuse_strikes,
+                        self.id.as_str(),
+                        retry_after_ms.div_ceil(1000)
+                    ),
+                    )
+                    .retry_after(Some(retry_after_ms)),
+                ),
+            );
+            effects.extend(self.remove(sender, LeaveReason::Disconnect));
+            effects.push(Effect::Close {
+                peer: sender.clone(),
+                code: ending_close_code(ErrorCode::RateLimited).unwrap_or(close::RATE_LIMIT_ABUSE),
+                reason: "rate limit abuse",
+            });
+            return effects;
+        }
+        if let Some(notice) = notice {
+            effects.push(notice_effect(sender, notice));
+        }
+        effects
     }
 
     /// `peer`'s connection closed (its close frame carried `code`) or failed. The server always
@@ -319,6 +533,7 @@ impl Room {
             return Vec::new();
         };
         self.members.remove(index);
+        self.limiters.remove(peer);
         let others = self.others(peer);
         if others.is_empty() {
             return Vec::new();
@@ -376,6 +591,51 @@ impl Room {
             to: vec![sender.clone()],
             frame: refusal.into_frame(),
         }
+    }
+}
+
+/// The frame that tells `peer` of a drop.
+fn notice_effect(peer: &PeerId, notice: Notice) -> Effect {
+    let frame = match notice {
+        Notice::RateLimited { retry_after_ms } => Refusal::new(
+            ErrorCode::RateLimited,
+            format!("too many frames; this one was dropped, retry in {retry_after_ms} ms"),
+        )
+        .retry_after(Some(retry_after_ms))
+        .into_frame(),
+        Notice::Throttled {
+            dropped,
+            retry_after_ms,
+        } => ServerFrame::Warning {
+            code: WarningCode::Throttled,
+            message: format!("{dropped} candidate(s) dropped: over the candidate rate limit"),
+            dropped: Some(dropped),
+            retry_after_ms: Some(retry_after_ms),
+        },
+    };
+    Effect::Send {
+        to: vec![peer.clone()],
+        frame,
+    }
+}
+
+fn refusal_message(refusal: &crate::rate::AdmitRefusal, room: &RoomId) -> String {
+    use crate::rate::AdmitRefusal;
+    match refusal {
+        AdmitRefusal::Banned { retry_after_ms } => format!(
+            "this identity is banned from room `{}` for rate-limit abuse; retry in {} s",
+            room.as_str(),
+            retry_after_ms.div_ceil(1000)
+        ),
+        AdmitRefusal::ConnectRate { retry_after_ms } => format!(
+            "too many connections to room `{}` from this identity; retry in {} s",
+            room.as_str(),
+            retry_after_ms.div_ceil(1000)
+        ),
+        AdmitRefusal::ConnectionLimit => format!(
+            "this identity already has the most connections allowed in room `{}`",
+            room.as_str()
+        ),
     }
 }
 

@@ -18,7 +18,8 @@ fn defaults_are_8_peers_and_64_kib() {
         limits(&[]),
         Ok(RoomLimits {
             max_peers: 8,
-            max_frame_bytes: 65536
+            max_frame_bytes: 65536,
+            rate: edgesignal::rate::RateLimits::DEFAULT,
         })
     );
     assert_eq!(limits(&[("MAX_PEERS_PER_ROOM", "")]).unwrap().max_peers, 8);

@@ -214,7 +214,7 @@ fn user_hash_is_stable_salted_and_does_not_reveal_the_sub() {
 
 /// The wire text of the one frame `a`'s `text` makes the room send to `b`.
 fn relayed_text(h: &mut Harness, a: &PeerId, b: &PeerId, text: &str) -> String {
-    let effects = h.room.on_text(a, text, &mut h.ids);
+    let effects = h.room.on_text(a, text, h.now, &mut h.ids);
     match effects.as_slice() {
         [edgesignal::room::Effect::Send { to, frame }] if to == std::slice::from_ref(b) => {
             frame.to_text()

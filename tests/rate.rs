@@ -1,7 +1,7 @@
 //! Abuse control (protocol v1.1 §2) driven by a fake clock: buckets, notices, strikes, bans,
 //! the connect bucket, the connection cap, and the storage round trip.
 
-use std::collections::BTreeMap;
+mod common;
 
 use edgesignal::error::ErrorCode;
 use edgesignal::rate::{
@@ -853,49 +853,8 @@ fn prune_forgets_records_once_they_hold_nothing() {
     assert!(ids.is_empty());
 }
 
-/// The `identity` table as SQLite would hold it, driven only by the statements' bindings.
-#[derive(Default)]
-struct Table(BTreeMap<String, Row>);
-
-impl Table {
-    fn apply(&mut self, writes: Vec<Write>) {
-        for write in writes {
-            let (sql, values) = write.statement();
-            match (sql, values.as_slice()) {
-                (
-                    UPSERT,
-                    [SqlValue::Text(user), SqlValue::Text(strikes), banned, SqlValue::Integer(level), SqlValue::Integer(at), SqlValue::Integer(quiet)],
-                ) => {
-                    let banned_until_ms = match banned {
-                        SqlValue::Null => None,
-                        SqlValue::Integer(ms) => Some(*ms),
-                        other => panic!("{other:?}"),
-                    };
-                    self.0.insert(
-                        user.clone(),
-                        Row {
-                            user: user.clone(),
-                            strikes: strikes.clone(),
-                            banned_until_ms,
-                            connect_level: *level,
-                            connect_at_ms: *at,
-                            quiet_at_ms: *quiet,
-                        },
-                    );
-                }
-                (PRUNE, [SqlValue::Integer(now)]) => self.0.retain(|_, row| row.quiet_at_ms > *now),
-                other => panic!("unexpected statement {other:?}"),
-            }
-        }
-    }
-
-    fn load(&self) -> Identities {
-        load_rows(self.0.values().cloned())
-    }
-}
-
 /// Applies the queued writes and checks that a reload equals the live state.
-fn sync(ids: &mut Identities, table: &mut Table) {
+fn sync(ids: &mut Identities, table: &mut common::Table) {
     table.apply(ids.take_writes());
     assert_eq!(table.load(), *ids);
 }
@@ -903,7 +862,7 @@ fn sync(ids: &mut Identities, table: &mut Table) {
 #[test]
 fn storage_round_trip_reloads_exactly_what_is_in_memory() {
     let mut ids = Identities::default();
-    let mut table = Table::default();
+    let mut table = common::Table::default();
     let limits = RateLimits {
         abuse_strikes: 3,
         ..D

@@ -380,6 +380,7 @@ export class Worker {
     this.bindings = bindings;
     this.secret = bindings.JWT_SECRET;
     this.clients = new Set();
+    this.subCounter = 0;
   }
 
   /** `ws://127.0.0.1:<port>` */
@@ -407,7 +408,9 @@ export class Worker {
    * @param {ConnectOptions} [options]
    */
   connect(room, { token, placement = "header", protocols, headers = {}, query, path, label = "client", timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
-    if (token === undefined) token = this.token({ rooms: [room] });
+    // A distinct `sub` per connection by default, as real users have: per-identity limits
+    // (connect rate, connections per user) then bite only in the tests that share a token.
+    if (token === undefined) token = this.token({ rooms: [room], sub: `user-${++this.subCounter}` });
     const params = [];
     const wsHeaders = { ...headers };
     let wsProtocols = protocols ?? [];

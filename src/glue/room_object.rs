@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use super::entry::with_protocol;
@@ -34,7 +34,9 @@ use crate::edge::{error_body, ForwardedIdentity, IDENTITY_HEADER};
 use crate::error::ErrorCode;
 use crate::id::{ulid, CountingUlids, IdSource};
 use crate::protocol::{PeerId, RoomId, PING_TEXT, PONG_TEXT};
+use crate::rate::Identities;
 use crate::room::{Admission, Effect, Member, Room as CoreRoom, RoomLimits};
+use crate::storage::{load_rows, Row, SqlValue, Write, LOAD, SCHEMA};
 
 /// `WebSocket.OPEN`.
 const OPEN: u16 = 1;
@@ -137,8 +139,11 @@ impl DurableObject for Room {
         let pair = WebSocketPair::new()?;
         let admission = {
             let mut slot = self.room.borrow_mut();
-            let room = slot.get_or_insert_with(|| CoreRoom::rebuild(room_id.clone(), *limits, []));
-            room.admit(identity.user, &mut self.ids())
+            let room = slot.get_or_insert_with(|| {
+                CoreRoom::rebuild(room_id.clone(), *limits, [])
+                    .with_identities(self.load_identities())
+            });
+            room.admit(identity.user, now_ms(), &mut self.ids())
         };
         match admission {
             Admission::Accepted { member, effects } => {
@@ -160,12 +165,17 @@ impl DurableObject for Room {
                 self.sockets
                     .borrow_mut()
                     .insert(peer.clone(), pair.server.clone());
+                let rows_written = self.apply(effects, None);
                 log(
                     "info",
                     "peer_joined",
-                    json!({ "room": room_id.as_str(), "peer": peer.as_str(), "user": user }),
+                    json!({
+                        "room": room_id.as_str(),
+                        "peer": peer.as_str(),
+                        "user": user,
+                        "rowsWritten": rows_written,
+                    }),
                 );
-                self.apply(effects, None);
             }
             Admission::Refused {
                 frame,
@@ -200,13 +210,21 @@ impl DurableObject for Room {
         let effects = match self.room.borrow_mut().as_mut() {
             Some(room) => match &message {
                 WebSocketIncomingMessage::String(text) => {
-                    room.on_text(&peer, text, &mut self.ids())
+                    room.on_text(&peer, text, now_ms(), &mut self.ids())
                 }
-                WebSocketIncomingMessage::Binary(_) => room.on_binary(&peer),
+                WebSocketIncomingMessage::Binary(_) => room.on_binary(&peer, now_ms()),
             },
             None => Vec::new(),
         };
-        self.apply(effects, Some((&peer, &ws)));
+        let rows_written = self.apply(effects, Some((&peer, &ws)));
+        if rows_written > 0 {
+            // Only abuse (a new strike second, a ban) writes while a frame is handled.
+            log(
+                "info",
+                "storage_write",
+                json!({ "peer": peer.as_str(), "rowsWritten": rows_written }),
+            );
+        }
         Ok(())
     }
 
@@ -245,7 +263,9 @@ impl Room {
             }
         }
         let room = match (room_id, self.limits.as_ref()) {
-            (Some(id), Ok(limits)) => Some(CoreRoom::rebuild(id, *limits, members)),
+            (Some(id), Ok(limits)) => Some(
+                CoreRoom::rebuild(id, *limits, members).with_identities(self.load_identities()),
+            ),
             _ => None,
         };
         *self.room.borrow_mut() = room;
@@ -292,9 +312,11 @@ impl Room {
             .map(PeerId::from_server)
     }
 
-    /// Carries out the core's effects. `current` is the socket of the event being handled, which
-    /// may have left the index already (a peer that left, then closed).
-    fn apply(&self, effects: Vec<Effect>, current: Option<(&PeerId, &WebSocket)>) {
+    /// Carries out the core's effects and answers the storage rows they wrote. `current` is the
+    /// socket of the event being handled, which may have left the index already (a peer that
+    /// left, then closed).
+    fn apply(&self, effects: Vec<Effect>, current: Option<(&PeerId, &WebSocket)>) -> usize {
+        let mut rows_written = 0;
         let socket = |sockets: &Sockets, peer: &PeerId| -> Option<WebSocket> {
             sockets.get(peer).cloned().or_else(|| match current {
                 Some((p, ws)) if p == peer => Some(ws.clone()),
@@ -312,7 +334,16 @@ impl Room {
                         let _ = ws.send_with_str(&text);
                     }
                 }
+                Effect::Store(write) => rows_written += self.store(&write),
                 Effect::Close { peer, code, reason } => {
+                    // A close the server decided (not a reply to the client's, not `leave`).
+                    if !reason.is_empty() && code != crate::error::close::NORMAL {
+                        log(
+                            "info",
+                            "peer_closed",
+                            json!({ "peer": peer.as_str(), "code": code, "reason": reason }),
+                        );
+                    }
                     let ws = socket(&self.sockets.borrow(), &peer);
                     self.sockets.borrow_mut().remove(&peer);
                     if let Some(ws) = ws {
@@ -332,6 +363,68 @@ impl Room {
                         let _ = attach(ws, &Attachment { room, member });
                     }
                 }
+            }
+        }
+        rows_written
+    }
+
+    /// Creates the schema if needed, prunes identities that hold nothing any more, and reads
+    /// the rest: once per wake, so no frame ever reads storage.
+    fn load_identities(&self) -> Identities {
+        let sql = self.state.storage().sql();
+        let mut pruned = 0;
+        for statement in SCHEMA {
+            if let Err(e) = sql.exec(statement, None) {
+                log(
+                    "error",
+                    "storage_error",
+                    json!({ "message": e.to_string() }),
+                );
+            }
+        }
+        pruned += self.store(&Write::Prune { now_ms: now_ms() });
+        let rows = sql
+            .exec(LOAD, None)
+            .and_then(|cursor| cursor.to_array::<Row>())
+            .unwrap_or_else(|e| {
+                log(
+                    "error",
+                    "storage_error",
+                    json!({ "message": e.to_string() }),
+                );
+                Vec::new()
+            });
+        if pruned > 0 {
+            log(
+                "info",
+                "storage_write",
+                json!({ "rowsWritten": pruned, "pruned": true }),
+            );
+        }
+        load_rows(rows)
+    }
+
+    /// Runs one write; answers the rows it wrote. A failed write is logged: the limit it
+    /// records then holds in memory until the object is evicted.
+    fn store(&self, write: &Write) -> usize {
+        let (statement, values) = write.statement();
+        let bindings = values
+            .into_iter()
+            .map(|v| match v {
+                SqlValue::Text(t) => SqlStorageValue::from(t),
+                SqlValue::Integer(i) => SqlStorageValue::from(i),
+                SqlValue::Null => SqlStorageValue::Null,
+            })
+            .collect();
+        match self.state.storage().sql().exec(statement, Some(bindings)) {
+            Ok(cursor) => cursor.rows_written(),
+            Err(e) => {
+                log(
+                    "error",
+                    "storage_error",
+                    json!({ "message": e.to_string() }),
+                );
+                0
             }
         }
     }

@@ -8,7 +8,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use edgesignal::id::IdSource;
 use edgesignal::protocol::{PeerId, RoomId};
+use edgesignal::rate::Identities;
+use edgesignal::rate::RateLimits;
 use edgesignal::room::{Admission, Effect, Room, RoomLimits};
+use edgesignal::storage::{load_rows, Row, SqlValue, Write, PRUNE, UPSERT};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -27,6 +30,7 @@ impl IdSource for CountingIds {
 pub const LIMITS: RoomLimits = RoomLimits {
     max_peers: 8,
     max_frame_bytes: 64 * 1024,
+    rate: RateLimits::DEFAULT,
 };
 
 /// A room plus what each fake peer has received and how its socket was closed.
@@ -37,6 +41,10 @@ pub struct Harness {
     pub closed: BTreeMap<PeerId, u16>,
     /// Attachments written back by `Effect::Persist`.
     pub persisted: Vec<edgesignal::room::Member>,
+    /// Durable writes (`Effect::Store`), in order.
+    pub stored: Vec<Write>,
+    /// The fake clock, in ms since the epoch; tests move it forward.
+    pub now: u64,
 }
 
 impl Harness {
@@ -51,23 +59,40 @@ impl Harness {
             inbox: BTreeMap::new(),
             closed: BTreeMap::new(),
             persisted: Vec::new(),
+            stored: Vec::new(),
+            now: NOW_MS,
+        }
+    }
+
+    /// Moves the fake clock forward by `ms`.
+    pub fn advance(&mut self, ms: u64) {
+        self.now += ms;
+    }
+
+    /// Admits `user`, or answers the refusal's error frame and close code.
+    pub fn try_join(&mut self, user: &str) -> Result<PeerId, (Value, u16)> {
+        match self.room.admit(user.to_owned(), self.now, &mut self.ids) {
+            Admission::Accepted { member, effects } => {
+                self.inbox.insert(member.peer_id.clone(), Vec::new());
+                self.apply(effects);
+                Ok(member.peer_id)
+            }
+            Admission::Refused { frame, code, .. } => {
+                Err((serde_json::from_str(&frame.to_text()).unwrap(), code))
+            }
         }
     }
 
     /// Admits a peer and returns its id; panics if refused.
     pub fn join(&mut self, user: &str) -> PeerId {
-        match self.room.admit(user.to_owned(), &mut self.ids) {
-            Admission::Accepted { member, effects } => {
-                self.inbox.insert(member.peer_id.clone(), Vec::new());
-                self.apply(effects);
-                member.peer_id
-            }
-            refused => panic!("expected admission, got {refused:?}"),
+        match self.try_join(user) {
+            Ok(peer) => peer,
+            Err(refused) => panic!("expected admission, got {refused:?}"),
         }
     }
 
     pub fn text(&mut self, from: &PeerId, text: &str) {
-        let effects = self.room.on_text(from, text, &mut self.ids);
+        let effects = self.room.on_text(from, text, self.now, &mut self.ids);
         self.apply(effects);
     }
 
@@ -98,6 +123,7 @@ impl Harness {
                     self.closed.insert(peer, code);
                 }
                 Effect::Persist { member } => self.persisted.push(member),
+                Effect::Store(write) => self.stored.push(write),
             }
         }
     }
@@ -150,4 +176,45 @@ pub fn hs256(claims: Value) -> String {
         &claims,
         SECRET.as_bytes(),
     )
+}
+
+/// The `identity` table as SQLite would hold it, driven only by the statements' bindings.
+#[derive(Default)]
+pub struct Table(pub BTreeMap<String, Row>);
+
+impl Table {
+    pub fn apply(&mut self, writes: Vec<Write>) {
+        for write in writes {
+            let (sql, values) = write.statement();
+            match (sql, values.as_slice()) {
+                (
+                    UPSERT,
+                    [SqlValue::Text(user), SqlValue::Text(strikes), banned, SqlValue::Integer(level), SqlValue::Integer(at), SqlValue::Integer(quiet)],
+                ) => {
+                    let banned_until_ms = match banned {
+                        SqlValue::Null => None,
+                        SqlValue::Integer(ms) => Some(*ms),
+                        other => panic!("{other:?}"),
+                    };
+                    self.0.insert(
+                        user.clone(),
+                        Row {
+                            user: user.clone(),
+                            strikes: strikes.clone(),
+                            banned_until_ms,
+                            connect_level: *level,
+                            connect_at_ms: *at,
+                            quiet_at_ms: *quiet,
+                        },
+                    );
+                }
+                (PRUNE, [SqlValue::Integer(now)]) => self.0.retain(|_, row| row.quiet_at_ms > *now),
+                other => panic!("unexpected statement {other:?}"),
+            }
+        }
+    }
+
+    pub fn load(&self) -> Identities {
+        load_rows(self.0.values().cloned())
+    }
 }
