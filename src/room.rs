@@ -18,8 +18,6 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use std::collections::HashMap;
-
 use crate::error::{
     close, close_code_for, ending_close_code, reciprocal_close_code, ErrorCode, WarningCode,
 };
@@ -104,8 +102,8 @@ pub struct Room {
     limits: RoomLimits,
     /// Sorted by `seq`: oldest first.
     members: Vec<Member>,
-    /// Each member's live rate limiter.
-    limiters: HashMap<PeerId, ConnectionLimiter>,
+    /// Each member's live rate limiter (a handful: a scan beats hashing, in time and in code).
+    limiters: Vec<(PeerId, ConnectionLimiter)>,
     /// All frames of the room together (`RATE_ROOM_PER_S`); in memory, it refills within 1 s.
     room_bucket: TokenBucket,
     /// Strikes, bans and connect buckets per identity: durable ([`crate::storage`]).
@@ -233,10 +231,10 @@ impl Room {
                 },
             });
         }
-        self.limiters.insert(
+        self.limiters.push((
             member.peer_id.clone(),
             ConnectionLimiter::new(&self.limits.rate),
-        );
+        ));
         self.members.push(member.clone());
         Admission::Accepted { member, effects }
     }
@@ -281,9 +279,9 @@ impl Room {
         if decoded != sniffed {
             // A frame whose `type` the sniffer misread (it answers `Other` when unsure) pays
             // its real class instead, so it cannot spend two budgets.
-            let limiter = self.limiters.get_mut(sender);
-            let verdict = limiter.map_or(Verdict::Pass, |l| {
-                l.reclassify(sniffed, decoded, now_ms, &self.limits.rate)
+            let rate = self.limits.rate;
+            let verdict = self.limiter(sender).map_or(Verdict::Pass, |l| {
+                l.reclassify(sniffed, decoded, now_ms, &rate)
             });
             if let Verdict::Drop { notice } = verdict {
                 effects.extend(self.dropped(sender, notice, now_ms));
@@ -353,7 +351,11 @@ impl Room {
         now_ms: u64,
     ) -> Result<Vec<Effect>, Vec<Effect>> {
         let rate = self.limits.rate;
-        let Some(limiter) = self.limiters.get_mut(sender) else {
+        let Some(limiter) = self
+            .limiters
+            .iter_mut()
+            .find_map(|(p, l)| (p == sender).then_some(l))
+        else {
             return Ok(Vec::new());
         };
         match limiter.check(class, now_ms, &rate, &mut self.room_bucket) {
@@ -533,7 +535,7 @@ impl Room {
             return Vec::new();
         };
         self.members.remove(index);
-        self.limiters.remove(peer);
+        self.limiters.retain(|(p, _)| p != peer);
         let others = self.others(peer);
         if others.is_empty() {
             return Vec::new();
@@ -546,6 +548,12 @@ impl Room {
                 reason,
             },
         }]
+    }
+
+    fn limiter(&mut self, peer: &PeerId) -> Option<&mut ConnectionLimiter> {
+        self.limiters
+            .iter_mut()
+            .find_map(|(p, l)| (p == peer).then_some(l))
     }
 
     fn check_room(&self, room_id: Option<&str>) -> Result<(), Refusal> {
