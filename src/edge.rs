@@ -219,6 +219,18 @@ fn shorten(s: &str) -> &str {
     s.char_indices().nth(80).map_or(s, |(i, _)| &s[..i])
 }
 
+/// The query of a serialized URL, without `?` (and without any `#fragment`).
+pub fn url_query(url: &str) -> Option<&str> {
+    let url = url.split_once('#').map_or(url, |(before, _)| before);
+    url.split_once('?').map(|(_, query)| query)
+}
+
+/// A serialized URL without its query and fragment: where the Worker forwards an upgrade, so
+/// that the token in `?token=` never reaches the room.
+pub fn url_without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
 /// The JSON body of an HTTP error.
 pub fn error_body(code: ErrorCode, message: &str) -> String {
     serde_json::json!({ "error": { "code": code, "message": message } }).to_string()

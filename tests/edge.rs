@@ -276,3 +276,19 @@ fn error_bodies_have_the_documented_shape() {
         json!({"error":{"code":"not_found","message":"no route"}})
     );
 }
+
+#[test]
+fn the_query_is_read_and_dropped_from_the_raw_url_string() {
+    use edgesignal::edge::{url_query, url_without_query};
+    let url = "https://signal.example/ws/lobby?token=abc.def&x=1#frag";
+    assert_eq!(url_query(url), Some("token=abc.def&x=1"));
+    assert_eq!(url_without_query(url), "https://signal.example/ws/lobby");
+    assert_eq!(url_query("http://h/ws/a"), None);
+    assert_eq!(url_query("http://h/ws/a?"), Some(""));
+    assert_eq!(
+        url_query("http://h/ws/a#x?y"),
+        None,
+        "a ? after # is the fragment's"
+    );
+    assert_eq!(url_without_query("http://h/ws/a#x"), "http://h/ws/a");
+}

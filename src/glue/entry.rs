@@ -9,14 +9,18 @@ use worker::{
 use super::{json_response, log, now_ms};
 use crate::config::edge_config;
 use crate::edge::{
-    decide, error_body, EdgeDecision, EdgeRequest, ForwardedIdentity, IDENTITY_HEADER,
+    decide, error_body, url_query, url_without_query, EdgeDecision, EdgeRequest, ForwardedIdentity,
+    IDENTITY_HEADER,
 };
 use crate::protocol::Refusal;
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
-    let url = req.url()?;
+    // The raw URL string, not `req.url()`: parsing it with the `url` crate would link its IDNA
+    // tables (tens of KB of wasm) for a path and a query the edge reads as plain text anyway.
+    let raw_url = req.inner().url();
+    let path = req.path();
     let headers = req.headers();
     let (authorization, protocols, upgrade) = (
         headers.get("authorization")?,
@@ -26,8 +30,8 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let method = req.method();
     let edge_req = EdgeRequest {
         method: method.as_ref(),
-        path: url.path(),
-        query: url.query(),
+        path: &path,
+        query: url_query(&raw_url),
         authorization: authorization.as_deref(),
         protocols: protocols.as_deref(),
         upgrade: upgrade.as_deref(),
@@ -52,7 +56,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             log(
                 "info",
                 "upgrade_refused",
-                json!({ "code": code, "path": url.path() }),
+                json!({ "code": code, "path": path }),
             );
             // Accepted here, in the Worker: a refused client never reaches a Durable Object.
             let pair = WebSocketPair::new()?;
@@ -62,14 +66,16 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             pair.server.close(Some(close_code), Some(code.as_str()))?;
             with_protocol(Response::from_websocket(pair.client)?, protocol)
         }
-        EdgeDecision::Forward(identity) => forward(&env, &url, identity).await,
+        EdgeDecision::Forward(identity) => {
+            forward(&env, url_without_query(&raw_url), identity).await
+        }
     }
 }
 
 /// Sends the upgrade to the room's Durable Object with the identity in [`IDENTITY_HEADER`]. The
 /// client's headers are not copied: its token (in `Authorization`, `Sec-WebSocket-Protocol` or
 /// the query) and any forged identity header stay here.
-async fn forward(env: &Env, url: &worker::Url, identity: ForwardedIdentity) -> Result<Response> {
+async fn forward(env: &Env, room_url: &str, identity: ForwardedIdentity) -> Result<Response> {
     let stub = env
         .durable_object("ROOMS")?
         .id_from_name(&identity.room)?
@@ -82,9 +88,7 @@ async fn forward(env: &Env, url: &worker::Url, identity: ForwardedIdentity) -> R
     )?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let mut room_url = url.clone();
-    room_url.set_query(None);
-    stub.fetch_with_request(Request::new_with_init(room_url.as_str(), &init)?)
+    stub.fetch_with_request(Request::new_with_init(room_url, &init)?)
         .await
 }
 
