@@ -66,7 +66,7 @@ const PROFILES = {
     trickle_rate: 5000,
     trickle_secs: 1,
     burst_frames: 22,
-    sweep: { start: 8000, factor: 2, max: 200000, step_secs: 1, bisect: 0, p99_ms: 100 },
+    sweep: { start: 8000, factor: 2, max: 200000, step_secs: 0.75, bisect: 0, p99_ms: 100 },
     drain_ms: 1000,
     settle_ms: 250,
     connect_timeout_ms: 10000,
