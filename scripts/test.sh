@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: lints for both targets, the native core tests, a release build of the Worker,
-# the Miniflare integration suite against it in real workerd, and the benchmark (prints numbers).
+# Runs every test: lints for both targets, the native core tests (the Worker's and the load
+# generator's), a release build of the Worker, the Miniflare integration suite against it in real
+# workerd, and the benchmarks (they print numbers).
 # Installs what is missing first (scripts/setup.sh), so it works on a fresh clone.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -23,6 +24,9 @@ cargo clippy --lib --target wasm32-unknown-unknown --locked -- -D warnings
 stage "cargo test (native core)"
 cargo test --locked
 
+stage "cargo test (side-by-side load generator)"
+cargo test --locked --release --manifest-path bench/side-by-side/loadgen/Cargo.toml
+
 stage "build the Worker (worker-build --release)"
 bash scripts/build.sh
 printf 'wasm size: %s bytes, %s bytes gzip\n' "$(wc -c < build/index_bg.wasm)" "$(gzip -9c build/index_bg.wasm | wc -c)"
@@ -30,7 +34,12 @@ printf 'wasm size: %s bytes, %s bytes gzip\n' "$(wc -c < build/index_bg.wasm)" "
 stage "Miniflare integration tests (workerd)"
 (cd miniflare && npm test)
 
-stage "benchmark (Miniflare, bounded)"
-node bench/connect-relay.mjs --rounds "${BENCH_ROUNDS:-50}"
+# Benchmarks print numbers and assert nothing about speed; they fail only on lost or misrouted
+# frames. Bounded: about a minute together.
+stage "benchmark: side by side with a thin relay and a plain-JS protocol v1 (quick)"
+node bench/side-by-side/run.mjs --quick
+
+stage "benchmark: a flood against normal rooms, default limits"
+node bench/flood.mjs --seconds 3
 
 stage "all tests passed in $((SECONDS - started))s"
