@@ -814,10 +814,18 @@ impl Identities {
 
     fn store(&mut self, user: &str, mut record: IdentityRecord, now_ms: u64, limits: &RateLimits) {
         record.touch(now_ms, limits);
-        self.writes.push(Write::Upsert {
-            user: user.to_owned(),
-            record: record.clone(),
-        });
+        // The object is evicted only after EVICTION_IDLE_MS without an event. A record that
+        // holds nothing by then (a connect bucket that refills within that time: the first
+        // few connects of an identity) would read back from storage as exactly what a missing
+        // row reads as, so it is not written. Strikes and bans always are. A row left from an
+        // earlier write is then older than memory, and only ever more lenient: its bucket has
+        // refilled at least as far by the time it is read.
+        if record.quiet_at_ms > now_ms.saturating_add(EVICTION_IDLE_MS) {
+            self.writes.push(Write::Upsert {
+                user: user.to_owned(),
+                record: record.clone(),
+            });
+        }
         self.records.insert(user.to_owned(), record);
     }
 }

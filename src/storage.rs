@@ -39,7 +39,8 @@ use serde::Deserialize;
 
 use crate::rate::{Identities, IdentityRecord, Strikes, TokenBucket};
 
-/// Statements that create the schema; run each, in order, when the object starts. Idempotent.
+/// Statements that create the schema; run each, in order, before the first write of a wake.
+/// Idempotent.
 pub const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS identity (
     user TEXT PRIMARY KEY,
     strikes TEXT NOT NULL DEFAULT '',
@@ -48,6 +49,11 @@ pub const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS identity (
     connect_at_ms INTEGER NOT NULL,
     quiet_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID"];
+
+/// Whether the `identity` table exists (one row: a count of 0 or 1). Rooms that never stored
+/// anything have no table: the schema is created with the first write, not on every wake.
+pub const EXISTS: &str =
+    "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'identity'";
 
 /// Reads every identity row; columns match [`Row`]'s fields by name (so the glue can
 /// `cursor.to_array::<Row>()`).

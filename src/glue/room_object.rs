@@ -36,10 +36,16 @@ use crate::id::{ulid, CountingUlids, IdSource};
 use crate::protocol::{PeerId, RoomId, PING_TEXT, PONG_TEXT};
 use crate::rate::Identities;
 use crate::room::{Admission, Effect, Member, Room as CoreRoom, RoomLimits};
-use crate::storage::{load_rows, Row, SqlValue, Write, LOAD, SCHEMA};
+use crate::storage::{load_rows, Row, SqlValue, Write, EXISTS, LOAD, SCHEMA};
 
 /// `WebSocket.OPEN`.
 const OPEN: u16 = 1;
+
+/// The one row of [`EXISTS`].
+#[derive(Deserialize)]
+struct TableCount {
+    n: u32,
+}
 
 /// What each socket carries across hibernation.
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,6 +64,8 @@ pub struct Room {
     sockets: RefCell<Sockets>,
     /// Server-made `correlationId`s: seeded once per wake, so a relay draws no randomness.
     correlation_ids: RefCell<CountingUlids>,
+    /// Whether the storage schema is known to exist in this wake.
+    schema_ready: std::cell::Cell<bool>,
 }
 
 /// Members' sockets by peer id. A room holds a handful of peers, so a linear scan beats
@@ -104,6 +112,7 @@ impl DurableObject for Room {
             room: RefCell::new(None),
             sockets: RefCell::new(Sockets::default()),
             correlation_ids: RefCell::new(CountingUlids::new(random_bytes())),
+            schema_ready: std::cell::Cell::new(false),
         };
         let name = this.state.id().name();
         this.rebuild(name.as_deref());
@@ -368,23 +377,20 @@ impl Room {
         rows_written
     }
 
-    /// Creates the schema if needed, prunes identities that hold nothing any more, and reads
-    /// the rest: once per wake, so no frame ever reads storage.
+    /// Reads the stored identities, once per wake, so no frame ever reads storage; prunes the
+    /// rows that hold nothing any more. A room that never stored anything has no table, and
+    /// its wake costs one query.
     fn load_identities(&self) -> Identities {
         let sql = self.state.storage().sql();
-        let mut pruned = 0;
-        for statement in SCHEMA {
-            if let Err(e) = sql.exec(statement, None) {
-                log(
-                    "error",
-                    "storage_error",
-                    json!({ "message": e.to_string() }),
-                );
-            }
+        let read = |statement: &str| sql.exec(statement, None);
+        let exists = read(EXISTS)
+            .and_then(|cursor| cursor.one::<TableCount>())
+            .is_ok_and(|count| count.n > 0);
+        if !exists {
+            return Identities::default();
         }
-        pruned += self.store(&Write::Prune { now_ms: now_ms() });
-        let rows = sql
-            .exec(LOAD, None)
+        self.schema_ready.set(true);
+        let rows = read(LOAD)
             .and_then(|cursor| cursor.to_array::<Row>())
             .unwrap_or_else(|e| {
                 log(
@@ -394,19 +400,33 @@ impl Room {
                 );
                 Vec::new()
             });
-        if pruned > 0 {
+        let mut identities = load_rows(rows);
+        let now = now_ms();
+        if identities.prune(now) > 0 {
+            let pruned = self.store(&Write::Prune { now_ms: now });
             log(
                 "info",
                 "storage_write",
                 json!({ "rowsWritten": pruned, "pruned": true }),
             );
         }
-        load_rows(rows)
+        identities
     }
 
     /// Runs one write; answers the rows it wrote. A failed write is logged: the limit it
     /// records then holds in memory until the object is evicted.
     fn store(&self, write: &Write) -> usize {
+        if !self.schema_ready.replace(true) {
+            for statement in SCHEMA {
+                if let Err(e) = self.state.storage().sql().exec(statement, None) {
+                    log(
+                        "error",
+                        "storage_error",
+                        json!({ "message": e.to_string() }),
+                    );
+                }
+            }
+        }
         let (statement, values) = write.statement();
         let bindings = values
             .into_iter()
