@@ -21,10 +21,10 @@ use std::cell::RefCell;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    DurableObject, Env, Request, Response, Result, SqlStorageValue, State, WebSocket, WebSocketPair,
 };
 
 use super::entry::with_protocol;
@@ -54,7 +54,10 @@ struct Attachment {
     member: Member,
 }
 
-#[durable_object]
+/// Exported by hand rather than with `#[durable_object]` so that the WebSocket handlers are
+/// plain synchronous calls: none of them awaits anything, and the macro's async exports cost a
+/// future, a promise and a microtask per frame (see docs/performance.md).
+#[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
 pub struct Room {
     state: State,
     limits: std::result::Result<RoomLimits, ConfigError>,
@@ -207,21 +210,43 @@ impl DurableObject for Room {
             identity.protocol.as_deref(),
         )
     }
+}
 
-    async fn websocket_message(
+impl worker::has_durable_object_attribute for Room {}
+
+#[wasm_bindgen(
+    wasm_bindgen = ::worker::wasm_bindgen,
+    wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+    js_sys = ::worker::js_sys
+)]
+impl Room {
+    #[wasm_bindgen(constructor)]
+    pub fn js_new(state: worker::worker_sys::DurableObjectState, env: Env) -> Room {
+        <Room as DurableObject>::new(State::from(state), env)
+    }
+
+    #[wasm_bindgen(js_name = fetch)]
+    pub async fn js_fetch(
         &self,
-        ws: WebSocket,
-        message: WebSocketIncomingMessage,
-    ) -> Result<()> {
+        req: worker::web_sys::Request,
+    ) -> std::result::Result<JsValue, JsValue> {
+        <Room as DurableObject>::fetch(self, req.into())
+            .await
+            .map(|response| worker::web_sys::Response::from(response).into())
+            .map_err(JsValue::from)
+    }
+
+    #[wasm_bindgen(js_name = webSocketMessage)]
+    pub fn js_websocket_message(&self, ws: worker::web_sys::WebSocket, message: JsValue) {
+        let ws = WebSocket::from(ws);
         let Some(peer) = self.peer_of(&ws) else {
-            return Ok(());
+            return;
         };
+        let text = message.as_string();
         let effects = match self.room.borrow_mut().as_mut() {
-            Some(room) => match &message {
-                WebSocketIncomingMessage::String(text) => {
-                    room.on_text(&peer, text, now_ms(), &mut self.ids())
-                }
-                WebSocketIncomingMessage::Binary(_) => room.on_binary(&peer, now_ms()),
+            Some(room) => match &text {
+                Some(text) => room.on_text(&peer, text, now_ms(), &mut self.ids()),
+                None => room.on_binary(&peer, now_ms()),
             },
             None => Vec::new(),
         };
@@ -234,24 +259,23 @@ impl DurableObject for Room {
                 json!({ "peer": peer.as_str(), "rowsWritten": rows_written }),
             );
         }
-        Ok(())
     }
 
-    async fn websocket_close(
+    #[wasm_bindgen(js_name = webSocketClose)]
+    pub fn js_websocket_close(
         &self,
-        ws: WebSocket,
-        code: usize,
-        _reason: String,
-        _clean: bool,
-    ) -> Result<()> {
-        self.closed(&ws, u16::try_from(code).unwrap_or(1006));
-        Ok(())
+        ws: worker::web_sys::WebSocket,
+        code: u32,
+        _reason: JsValue,
+        _clean: JsValue,
+    ) {
+        self.closed(&ws.into(), u16::try_from(code).unwrap_or(1006));
     }
 
-    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+    #[wasm_bindgen(js_name = webSocketError)]
+    pub fn js_websocket_error(&self, ws: worker::web_sys::WebSocket, _error: JsValue) {
         // 1006: abnormal closure; answered with 1000 by the core's close mapping.
-        self.closed(&ws, 1006);
-        Ok(())
+        self.closed(&ws.into(), 1006);
     }
 }
 
