@@ -20,8 +20,9 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
+import { gzipSync } from "node:zlib";
 import { claimsFor, mint } from "../../miniflare/lib/jwt.mjs";
-import { BENCH_SECRET, BUILD_DIR, SERVERS, miniflareVersion } from "./server.mjs";
+import { BENCH_SECRET, BUILD_DIR, DEFAULT_SERVERS, SERVERS, buildDirOf, miniflareVersion } from "./server.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const LOADGEN_DIR = join(HERE, "loadgen");
@@ -189,10 +190,10 @@ function runLoadgen(config, { pin, label, wallLimitS }) {
 // One run of one server
 
 async function benchServer(server, run, profile, opts) {
-  const vars = server === "edgesignal" ? { ...EDGESIGNAL_VARS, ...opts.vars } : {};
+  const vars = server.startsWith("edgesignal") ? { ...EDGESIGNAL_VARS, ...opts.vars } : {};
   const started = performance.now();
   // Read before the start: whoever rebuilds build/ meanwhile changes later runs, not this one.
-  const build = server === "edgesignal" ? buildId() : undefined;
+  const build = server === "edgesignal" ? buildId() : server === "edgesignal-before" ? buildId(buildDirOf(server)) : undefined;
   const ready = await startServer(server, vars, opts);
   try {
     const url = new URL(ready.url);
@@ -334,13 +335,14 @@ function table(results, servers, profile) {
 // ---------------------------------------------------------------------------------------------
 
 /** Which build of edgesignal a run loaded: the wasm's size, hash and time. */
-function buildId() {
-  const wasm = join(BUILD_DIR, "index_bg.wasm");
-  if (!existsSync(wasm)) return "build/ missing";
+function buildId(dir = BUILD_DIR) {
+  const wasm = join(dir, "index_bg.wasm");
+  if (!existsSync(wasm)) return `${dir} missing`;
   const bytes = readFileSync(wasm);
   const sha = createHash("sha256").update(bytes).digest("hex").slice(0, 12);
   const built = statSync(wasm).mtime.toISOString();
-  return `build/index_bg.wasm ${bytes.length.toLocaleString("en-US")} bytes, sha256 ${sha}…, built ${built}`;
+  const name = dir === BUILD_DIR ? "build/index_bg.wasm" : wasm;
+  return `${name} ${bytes.length.toLocaleString("en-US")} bytes (${gzipSync(bytes, { level: 9 }).length.toLocaleString("en-US")} gzip), sha256 ${sha}…, built ${built}`;
 }
 
 function machineFacts(pin, miniflare, builds) {
@@ -395,7 +397,7 @@ async function main() {
     options: {
       quick: { type: "boolean", default: false },
       runs: { type: "string" },
-      servers: { type: "string", default: SERVERS.join(",") },
+      servers: { type: "string", default: DEFAULT_SERVERS.join(",") },
       var: { type: "string", multiple: true, default: [] },
       json: { type: "string" },
       verbose: { type: "boolean", default: false },
@@ -433,8 +435,10 @@ async function main() {
 
   const mode = values.quick ? "--quick" : "full";
   console.log(`\nedgesignal side-by-side benchmark (${mode}): medians of ${profile.runs} run(s)`);
-  const builds = [...new Set(results.map((r) => r.build).filter(Boolean))];
+  const builds = [...new Set(results.filter((r) => r.server === "edgesignal").map((r) => r.build).filter(Boolean))];
+  const before = [...new Set(results.filter((r) => r.server === "edgesignal-before").map((r) => r.build))];
   console.log(machineFacts(pin, results[0]?.miniflare ?? miniflareVersion(), builds));
+  for (const b of before) console.log(`edgesignal-before: ${b}`);
   if (servers.includes("edgesignal")) {
     console.log(`edgesignal vars: ${Object.entries({ ...EDGESIGNAL_VARS, ...vars }).map(([k, v]) => `${k}=${v}`).join(" ")}`);
   }

@@ -16,7 +16,23 @@ export const REPO_ROOT = resolve(HERE, "..", "..");
 export const BUILD_DIR = resolve(process.env.EDGESIGNAL_BUILD_DIR ?? join(REPO_ROOT, "build"));
 /** The secret every server verifies with (the thin relay ignores it) and run.mjs signs with. */
 export const BENCH_SECRET = "edgesignal-bench-secret-0123456789abcdef";
-export const SERVERS = ["thin", "js-v1", "edgesignal"];
+/**
+ * `edgesignal-before` is an older build of edgesignal (`EDGESIGNAL_BEFORE_BUILD_DIR`), for a
+ * before/after table from one run; it is not in the default server list.
+ */
+export const SERVERS = ["thin", "js-v1", "edgesignal-before", "edgesignal"];
+export const DEFAULT_SERVERS = ["thin", "js-v1", "edgesignal"];
+
+/** The build directory a server loads, for the edgesignal servers. */
+export function buildDirOf(server) {
+  if (server === "edgesignal") return BUILD_DIR;
+  if (server === "edgesignal-before") {
+    const dir = process.env.EDGESIGNAL_BEFORE_BUILD_DIR;
+    if (!dir) throw new Error("edgesignal-before needs EDGESIGNAL_BEFORE_BUILD_DIR (a build/ of the older version)");
+    return resolve(dir);
+  }
+  return undefined;
+}
 
 /** The Miniflare the integration tests pin (miniflare/package-lock.json), not whatever is hoisted. */
 const requireFromTests = createRequire(join(REPO_ROOT, "miniflare", "package.json"));
@@ -54,14 +70,15 @@ function options(server, vars) {
       stderr.on("data", (chunk) => process.stderr.write(chunk));
     },
   };
-  if (server === "edgesignal") {
-    const scriptPath = join(BUILD_DIR, "index.js");
+  const buildDir = buildDirOf(server);
+  if (buildDir) {
+    const scriptPath = join(buildDir, "index.js");
     if (!existsSync(scriptPath)) throw new Error(`${scriptPath} is missing: run \`bash scripts/build.sh\``);
     // Exactly miniflare/lib/harness.mjs's way of loading the built Worker.
     return {
       ...common,
       scriptPath,
-      modulesRoot: BUILD_DIR,
+      modulesRoot: buildDir,
       modulesRules: [
         { type: "ESModule", include: ["**/*.js"] },
         { type: "CompiledWasm", include: ["**/*.wasm"] },
