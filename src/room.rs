@@ -210,12 +210,7 @@ impl Room {
             metadata: Metadata::new(),
             limiter: None,
         };
-        let mut effects: Vec<Effect> = self
-            .identities
-            .take_writes()
-            .into_iter()
-            .map(Effect::Store)
-            .collect();
+        let mut effects = self.storage_writes();
         let others = self.others(&member.peer_id);
         effects.push(Effect::Send {
             to: vec![member.peer_id.clone()],
@@ -386,12 +381,7 @@ impl Room {
             return Vec::new();
         };
         let outcome = self.identities.on_drop(&user, now_ms, &self.limits.rate);
-        let mut effects: Vec<Effect> = self
-            .identities
-            .take_writes()
-            .into_iter()
-            .map(Effect::Store)
-            .collect();
+        let mut effects = self.storage_writes();
         if let StrikeOutcome::Ban { until_ms } = outcome {
             let retry_after_ms = until_ms.saturating_sub(now_ms);
             effects.push(
@@ -548,6 +538,15 @@ impl Room {
                 reason,
             },
         }]
+    }
+
+    /// The identities' pending durable writes, as effects.
+    fn storage_writes(&mut self) -> Vec<Effect> {
+        self.identities
+            .take_writes()
+            .into_iter()
+            .map(Effect::Store)
+            .collect()
     }
 
     fn limiter(&mut self, peer: &PeerId) -> Option<&mut ConnectionLimiter> {
