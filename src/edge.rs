@@ -219,6 +219,13 @@ fn shorten(s: &str) -> &str {
     s.char_indices().nth(80).map_or(s, |(i, _)| &s[..i])
 }
 
+/// The path of a serialized (WHATWG) URL, as sent: not percent-decoded. `/` when it has none.
+pub fn url_path(url: &str) -> &str {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+}
+
 /// The query of a serialized URL, without `?` (and without any `#fragment`).
 pub fn url_query(url: &str) -> Option<&str> {
     let url = url.split_once('#').map_or(url, |(before, _)| before);

@@ -292,3 +292,23 @@ fn the_query_is_read_and_dropped_from_the_raw_url_string() {
     );
     assert_eq!(url_without_query("http://h/ws/a#x"), "http://h/ws/a");
 }
+
+#[test]
+fn the_path_is_read_from_the_raw_url_string_as_sent() {
+    use edgesignal::edge::url_path;
+    assert_eq!(
+        url_path("https://signal.example/ws/lobby?token=a/b#x"),
+        "/ws/lobby"
+    );
+    assert_eq!(
+        url_path("http://127.0.0.1:8787/ws/bad%20id"),
+        "/ws/bad%20id"
+    );
+    assert_eq!(url_path("https://signal.example"), "/");
+    assert_eq!(url_path("https://signal.example?q=/x"), "/");
+    assert_eq!(
+        url_path("https://signal.example/a%3F%23%2Fb?c"),
+        "/a%3F%23%2Fb"
+    );
+    assert_eq!(url_path("https://signal.example/healthz/"), "/healthz/");
+}

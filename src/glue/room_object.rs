@@ -133,10 +133,14 @@ impl DurableObject for Room {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let identity = req
-            .headers()
-            .get(IDENTITY_HEADER)?
-            .and_then(|h| serde_json::from_str::<ForwardedIdentity>(&h).ok());
+        self.upgrade(req.headers().get(IDENTITY_HEADER)?)
+    }
+}
+
+impl Room {
+    /// An upgrade forwarded by the entry Worker, with its identity header (if any).
+    fn upgrade(&self, identity: Option<String>) -> Result<Response> {
+        let identity = identity.and_then(|h| serde_json::from_str::<ForwardedIdentity>(&h).ok());
         let (Some(identity), Ok(limits)) = (identity, self.limits.as_ref()) else {
             let message = match &self.limits {
                 Err(e) => format!("server misconfigured: {e}"),
@@ -225,14 +229,16 @@ impl Room {
         <Room as DurableObject>::new(State::from(state), env)
     }
 
+    /// Synchronous, and on the raw request: nothing here awaits, and converting to workers-rs'
+    /// `Request` would read `request.cf`, which the runtime rebuilds on every access.
     #[wasm_bindgen(js_name = fetch)]
-    pub async fn js_fetch(
+    pub fn js_fetch(
         &self,
         req: worker::web_sys::Request,
-    ) -> std::result::Result<JsValue, JsValue> {
-        <Room as DurableObject>::fetch(self, req.into())
-            .await
-            .map(|response| worker::web_sys::Response::from(response).into())
+    ) -> std::result::Result<worker::web_sys::Response, JsValue> {
+        let identity = req.headers().get(IDENTITY_HEADER)?;
+        self.upgrade(identity)
+            .map(worker::web_sys::Response::from)
             .map_err(JsValue::from)
     }
 
