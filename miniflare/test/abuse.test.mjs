@@ -245,3 +245,73 @@ test("a rate var that does not parse is a clear 500 internal, never a silent def
     }
   }
 });
+
+test(
+  "strikes and connect buckets are durable: both still count after the room objects are evicted",
+  { timeout: 90_000, skip: process.env.EDGESIGNAL_SKIP_HIBERNATION ? "EDGESIGNAL_SKIP_HIBERNATION is set" : false },
+  async () => {
+    // Three strikes ban; three connects a minute (one token per 20 s, so an idle eviction of
+    // ~12 s refills less than one).
+    const durable = await startWorker({ bindings: { RATE_ABUSE_STRIKES: "3", RATE_CONNECT_PER_MIN: "3" } });
+    try {
+      // Room 1: an identity collects two strikes, then goes quiet (stays connected).
+      const strikeRoom = uniqueRoom("strikes");
+      const strikerToken = durable.token({ rooms: [strikeRoom], sub: "striker" });
+      const { client: striker } = await durable.join(strikeRoom, { token: strikerToken, label: "S" });
+      const { client: targetClient, joined: target } = await durable.join(strikeRoom, { label: "T" });
+      await striker.next("peer_joined");
+      const flood = () => {
+        for (let i = 0; i < 120; i++) striker.send({ type: "offer", to: target.peerId, sdp: `v=0 ${i}` });
+      };
+      flood();
+      assert.equal((await striker.next("error")).code, "rate_limited");
+      await sleep(1100);
+      flood();
+      await striker.next("error");
+      assert.ok(striker.isOpen, "two strikes of three: still connected");
+
+      // Room 2: an identity spends its three connects of the minute.
+      const connectRoom = uniqueRoom("connects");
+      const hopperToken = durable.token({ rooms: [connectRoom], sub: "hopper" });
+      const { client: keeper } = await durable.join(connectRoom, { label: "K" });
+      for (let i = 0; i < 3; i++) {
+        const { client } = await durable.join(connectRoom, { token: hopperToken, label: `H${i}` });
+        await keeper.next("peer_joined");
+        await client.close();
+        await keeper.next("peer_left");
+      }
+      const over = await durable.connect(connectRoom, { token: hopperToken, label: "H-over" });
+      assert.equal((await over.next()).code, "rate_limited");
+      await over.closedWithin();
+
+      // Both objects idle until workerd evicts them (one shared idle period). A harmless frame
+      // in each room then wakes it, and its `room_wake` proves it was rebuilt from its sockets
+      // and its storage; only then are the limits checked.
+      const wokeIn = (room, mark) => durable.logs.find((line) => line.event === "room_wake" && line.room === room, { since: mark }).length > 0;
+      const evicted = { [strikeRoom]: false, [connectRoom]: false };
+      for (let period = 0; period < 3 && !(evicted[strikeRoom] && evicted[connectRoom]); period++) {
+        await sleep(IDLE_MS);
+        const mark = durable.logs.mark();
+        targetClient.send({ type: "join", roomId: strikeRoom });
+        keeper.send({ type: "join", roomId: connectRoom });
+        await Promise.all([targetClient.next("joined"), keeper.next("joined")]);
+        for (const room of [strikeRoom, connectRoom]) evicted[room] ||= wokeIn(room, mark);
+      }
+      assert.ok(evicted[strikeRoom] && evicted[connectRoom], `not both evicted: ${JSON.stringify(evicted)}`);
+      // Room 2 after its eviction: the identity is still over its connect rate.
+      const again = await durable.connect(connectRoom, { token: hopperToken, label: "H-after" });
+      const refusal = await again.next();
+      assert.equal(refusal.code, "rate_limited", JSON.stringify(refusal));
+      assert.ok(refusal.retryAfterMs > 0);
+      await again.closedWithin();
+      // Room 1 after its eviction: a flood in a third second is the third strike, so the ban.
+      flood();
+      const banned = await striker.next((f) => f.type === "error" && f.retryAfterMs > 10_000);
+      assert.equal(banned.code, "rate_limited");
+      assert.equal((await striker.closedWithin()).code, 4429);
+      await keeper.expectSilence();
+    } finally {
+      await durable.dispose();
+    }
+  },
+);
