@@ -14,8 +14,10 @@
 //! - Sockets that are not OPEN when the room is rebuilt are never counted; a socket leaves the
 //!   index when the server closes it or its close event arrives, so nothing is sent to it after.
 //! - `{"type":"ping"}` is answered by the runtime's auto-response, which does not wake the object.
-//! - No handler awaits between reading the room and applying the core's effects, so events never
+//! - No handler awaits at all (they are exported synchronously, by hand, below), so events never
 //!   interleave inside a decision.
+//! - Durable state (strikes, bans, connect buckets) is read once per wake and written only as
+//!   the core's [`Effect::Store`], through [`crate::storage`]'s statements.
 
 use std::cell::RefCell;
 
