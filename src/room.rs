@@ -283,6 +283,10 @@ impl Room {
                 return effects;
             }
         }
+        if effects.is_empty() {
+            // The usual case: nothing owed before the frame's own effects.
+            return self.handle(sender, envelope, ids);
+        }
         effects.extend(self.handle(sender, envelope, ids));
         effects
     }

@@ -161,7 +161,8 @@ impl Room {
                 CoreRoom::rebuild(room_id.clone(), *limits, [])
                     .with_identities(self.load_identities())
             });
-            room.admit(identity.user, now_ms(), &mut self.ids())
+            let now = now_ms();
+            room.admit(identity.user, now, &mut self.ids(now))
         };
         match admission {
             Admission::Accepted { member, effects } => {
@@ -253,7 +254,11 @@ impl Room {
         let text = message.as_string();
         let effects = match self.room.borrow_mut().as_mut() {
             Some(room) => match &text {
-                Some(text) => room.on_text(&peer, text, now_ms(), &mut self.ids()),
+                // One clock read per event: the runtime's clock does not move within it anyway.
+                Some(text) => {
+                    let now = now_ms();
+                    room.on_text(&peer, text, now, &mut self.ids(now))
+                }
                 None => room.on_binary(&peer, now_ms()),
             },
             None => Vec::new(),
@@ -315,8 +320,11 @@ impl Room {
 
     /// Ids for the core: fresh randomness for peer ids (they must be unguessable), the counting
     /// generator for correlation ids (they need only be unique).
-    fn ids(&self) -> RoomIds<'_> {
-        RoomIds(&self.correlation_ids)
+    fn ids(&self, now_ms: u64) -> RoomIds<'_> {
+        RoomIds {
+            correlation_ids: &self.correlation_ids,
+            now_ms,
+        }
     }
 
     fn closed(&self, ws: &WebSocket, code: u16) {
@@ -505,15 +513,19 @@ fn is_open(ws: &WebSocket) -> bool {
 }
 
 /// The core's [`IdSource`] in the Worker.
-struct RoomIds<'a>(&'a RefCell<CountingUlids>);
+struct RoomIds<'a> {
+    correlation_ids: &'a RefCell<CountingUlids>,
+    /// The event's time (the runtime's clock stands still within an event).
+    now_ms: u64,
+}
 
 impl IdSource for RoomIds<'_> {
     fn next_id(&mut self) -> String {
-        self.0.borrow_mut().next_at(now_ms())
+        self.correlation_ids.borrow_mut().next_at(self.now_ms)
     }
 
     fn next_peer_id(&mut self) -> PeerId {
-        PeerId::from_server(ulid(now_ms(), random_bytes()))
+        PeerId::from_server(ulid(self.now_ms, random_bytes()))
     }
 }
 
