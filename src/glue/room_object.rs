@@ -25,9 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::JsValue;
-use worker::{
-    DurableObject, Env, Request, Response, Result, SqlStorageValue, State, WebSocket, WebSocketPair,
-};
+use worker::{Env, Response, Result, SqlStorageValue, State, WebSocket, WebSocketPair};
 
 use super::entry::with_protocol;
 use super::{json_response, log, now_ms};
@@ -102,7 +100,9 @@ impl Sockets {
     }
 }
 
-impl DurableObject for Room {
+impl Room {
+    /// Constructs the object: reads its limits, sets the ping auto-response, and rebuilds the
+    /// room from its sockets and storage (after an eviction, or empty for a new room).
     fn new(state: State, env: Env) -> Self {
         console_error_panic_hook::set_once();
         let limits = room_limits(|name| env.var(name).ok().map(|v| v.to_string()));
@@ -134,12 +134,6 @@ impl DurableObject for Room {
         this
     }
 
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        self.upgrade(req.headers().get(IDENTITY_HEADER)?)
-    }
-}
-
-impl Room {
     /// An upgrade forwarded by the entry Worker, with its identity header (if any).
     fn upgrade(&self, identity: Option<String>) -> Result<Response> {
         let identity = identity.and_then(|h| serde_json::from_str::<ForwardedIdentity>(&h).ok());
@@ -219,8 +213,6 @@ impl Room {
     }
 }
 
-impl worker::has_durable_object_attribute for Room {}
-
 #[wasm_bindgen(
     wasm_bindgen = ::worker::wasm_bindgen,
     wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
@@ -229,7 +221,7 @@ impl worker::has_durable_object_attribute for Room {}
 impl Room {
     #[wasm_bindgen(constructor)]
     pub fn js_new(state: worker::worker_sys::DurableObjectState, env: Env) -> Room {
-        <Room as DurableObject>::new(State::from(state), env)
+        Room::new(State::from(state), env)
     }
 
     /// Synchronous, and on the raw request: nothing here awaits, and converting to workers-rs'
