@@ -221,7 +221,7 @@ fn shorten(s: &str) -> &str {
 
 /// The path of a serialized (WHATWG) URL, as sent: not percent-decoded. `/` when it has none.
 pub fn url_path(url: &str) -> &str {
-    let url = url.split(['?', '#']).next().unwrap_or(url);
+    let url = url_without_query(url);
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
 }
