@@ -250,3 +250,53 @@ fn limits_are_configurable() {
     h.json(&a, candidate(&b, 10));
     assert_eq!(h.take(&b).len(), 1, "refilled at 1000/s");
 }
+
+#[test]
+fn a_slow_refilling_bucket_rides_in_the_attachment_and_survives_a_rebuild() {
+    // 1 candidate/s with a burst of 100: emptied, it needs 100 s to refill, longer than an
+    // eviction takes, so the limiter is persisted with the member and restored by a rebuild.
+    let limits = RoomLimits {
+        rate: RateLimits {
+            candidate_per_s: 1,
+            candidate_burst: 100,
+            ..RateLimits::DEFAULT
+        },
+        ..common::LIMITS
+    };
+    let mut h = Harness::with_limits("slow", limits);
+    let (a, b) = (h.join("a"), h.join("b"));
+    h.take(&a);
+    h.take(&b);
+    for i in 0..100 {
+        h.json(&a, candidate(&b, i));
+    }
+    assert_eq!(h.take(&b).len(), 100);
+    let attached = h
+        .persisted
+        .iter()
+        .rev()
+        .find(|m| m.peer_id == a)
+        .expect("persisted");
+    assert!(
+        attached.limiter.is_some(),
+        "the attachment carries the limiter"
+    );
+    // Evicted: rebuilt from the attachments, 15 s later (15 tokens refilled, not 100).
+    let mut members: Vec<_> = h.room.members().to_vec();
+    for m in &mut members {
+        if m.peer_id == a {
+            *m = attached.clone();
+        }
+    }
+    h.room = Room::rebuild(RoomId::parse("slow").unwrap(), limits, members);
+    h.advance(15_000);
+    for i in 100..130 {
+        h.json(&a, candidate(&b, i));
+    }
+    assert_eq!(
+        h.take(&b).len(),
+        15,
+        "the bucket came back as it was, not full"
+    );
+    assert_eq!(h.take(&a)[0]["code"], "throttled");
+}
