@@ -76,6 +76,8 @@ pub struct Identity {
     pub sub: String,
     /// The `rooms` claim; `None` when the token has none (it may then join no room).
     pub rooms: Option<Vec<String>>,
+    /// When a connection on this token ends: `exp` plus the leeway, in ms since the epoch.
+    pub expires_ms: u64,
 }
 
 /// Why a token was refused.
@@ -219,9 +221,13 @@ impl Verifier {
             }
             None => return Err(AuthError::BadClaims("the token has no sub claim")),
         };
+        let expires_ms = u64::try_from(exp.timestamp().saturating_add(LEEWAY_SECONDS))
+            .unwrap_or(0)
+            .saturating_mul(1000);
         Ok(Identity {
             sub,
             rooms: custom.rooms,
+            expires_ms,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! limit.
 
 use crate::auth::{Verifier, VerifyingKey, MIN_HS256_SECRET_BYTES};
+use crate::presence::PresenceLimits;
 use crate::rate::RateLimits;
 use crate::room::RoomLimits;
 
@@ -85,6 +86,7 @@ pub fn edge_config(var: impl Fn(&str) -> Option<String>) -> Result<EdgeConfig, C
 pub fn room_limits(var: impl Fn(&str) -> Option<String>) -> Result<RoomLimits, ConfigError> {
     Ok(RoomLimits {
         rate: rate_limits(&var)?,
+        presence: presence_limits(&var)?,
         max_peers: bounded(
             var("MAX_PEERS_PER_ROOM"),
             "MAX_PEERS_PER_ROOM",
@@ -141,6 +143,56 @@ pub fn rate_limits(var: impl Fn(&str) -> Option<String>) -> Result<RateLimits, C
         )?,
     })
 }
+
+/// Reads heartbeat, resume and token-lifetime settings through `var` (protocol v1.1 §1).
+/// `HEARTBEAT_TIMEOUT_MS` is 0 (off) or at least 1000; `RESUME_GRACE_MS` 0 (v1) up to an hour;
+/// `RESUME_BUFFER_FRAMES` up to 4096 (0 keeps nothing).
+pub fn presence_limits(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<PresenceLimits, ConfigError> {
+    let d = PresenceLimits::DEFAULT;
+    let ms = |name: &'static str, min: usize, max: usize, default: u64| {
+        bounded(var(name), name, min, max, default as usize).map(|n| n as u64)
+    };
+    let heartbeat_timeout_ms = ms(
+        "HEARTBEAT_TIMEOUT_MS",
+        0,
+        MAX_HEARTBEAT_TIMEOUT_MS,
+        d.heartbeat_timeout_ms,
+    )?;
+    if heartbeat_timeout_ms != 0 && heartbeat_timeout_ms < MIN_HEARTBEAT_TIMEOUT_MS {
+        return Err(ConfigError::Invalid {
+            name: "HEARTBEAT_TIMEOUT_MS",
+            expected: format!(
+                "0 (off) or an integer from {MIN_HEARTBEAT_TIMEOUT_MS} to {MAX_HEARTBEAT_TIMEOUT_MS}, not `{heartbeat_timeout_ms}`"
+            ),
+        });
+    }
+    Ok(PresenceLimits {
+        heartbeat_timeout_ms,
+        resume_grace_ms: ms("RESUME_GRACE_MS", 0, MAX_RESUME_GRACE_MS, d.resume_grace_ms)?,
+        resume_buffer_frames: bounded(
+            var("RESUME_BUFFER_FRAMES"),
+            "RESUME_BUFFER_FRAMES",
+            0,
+            MAX_RESUME_BUFFER_FRAMES,
+            d.resume_buffer_frames,
+        )?,
+        token_expiry_warning_ms: ms(
+            "TOKEN_EXPIRY_WARNING_MS",
+            0,
+            MAX_TOKEN_EXPIRY_WARNING_MS,
+            d.token_expiry_warning_ms,
+        )?,
+    })
+}
+
+/// Shortest heartbeat timeout (a client pings every third of it).
+pub const MIN_HEARTBEAT_TIMEOUT_MS: u64 = 1_000;
+pub const MAX_HEARTBEAT_TIMEOUT_MS: usize = 3_600_000;
+pub const MAX_RESUME_GRACE_MS: usize = 3_600_000;
+pub const MAX_RESUME_BUFFER_FRAMES: usize = 4_096;
+pub const MAX_TOKEN_EXPIRY_WARNING_MS: usize = 86_400_000;
 
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())

@@ -24,6 +24,8 @@ use crate::protocol::RoomId;
 pub const SUBPROTOCOL: &str = "signal.v1";
 /// Prefix of the subprotocol entry that carries a browser's token.
 pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+/// Prefix of the subprotocol entry that carries a resume token.
+pub const RESUME_PROTOCOL_PREFIX: &str = "resume.";
 /// Internal header carrying [`ForwardedIdentity`] from the Worker to the room.
 pub const IDENTITY_HEADER: &str = "x-edgesignal-identity";
 
@@ -49,6 +51,12 @@ pub struct ForwardedIdentity {
     pub room: String,
     /// The subprotocol to answer with, if the client offered it.
     pub protocol: Option<String>,
+    /// The token's deadline (`exp` plus the leeway), ms since the epoch.
+    #[serde(default, rename = "expiresMs", skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+    /// The resume token offered (`?resume=` or a `resume.<token>` subprotocol entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
 }
 
 /// What the Worker does with a request.
@@ -129,10 +137,35 @@ pub fn decide(
             message: "this endpoint is a WebSocket: send Upgrade: websocket".into(),
         };
     }
+    let resume = offered.resume.or_else(|| {
+        req.query
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("resume=")))
+    });
     EdgeDecision::Forward(ForwardedIdentity {
         user: user_hash(&config.log_salt, &identity.sub),
         room: room.as_str().to_owned(),
         protocol: protocol.map(str::to_owned),
+        expires_ms: Some(identity.expires_ms),
+        // Anything that is not a token of ours in shape is no resume attempt at all.
+        resume: resume
+            .filter(|token| crate::presence::parse_resume_token(token).is_some())
+            .map(str::to_owned),
+    })
+}
+
+/// Checks a `refresh` frame's token as [`decide`] checks an upgrade's: signature, claims and
+/// the room. Answers the salted hash of its `sub` and its deadline.
+pub fn verify_refresh(
+    config: &EdgeConfig,
+    token: &str,
+    room: &RoomId,
+    now_ms: u64,
+) -> Result<crate::id::TokenGrant, AuthError> {
+    let identity = config.verifier.verify(token, now_ms)?;
+    identity.may_enter(room)?;
+    Ok(crate::id::TokenGrant {
+        user: user_hash(&config.log_salt, &identity.sub),
+        expires_ms: identity.expires_ms,
     })
 }
 
@@ -174,18 +207,22 @@ fn method_not_allowed(method: &str) -> EdgeDecision {
 struct Offered<'a> {
     signal_v1: bool,
     bearer: Option<&'a str>,
+    resume: Option<&'a str>,
 }
 
 fn offered_protocols(header: Option<&str>) -> Result<Offered<'_>, EdgeDecision> {
     let mut offered = Offered {
         signal_v1: false,
         bearer: None,
+        resume: None,
     };
     for entry in header.unwrap_or("").split(',').map(str::trim) {
         if entry == SUBPROTOCOL {
             offered.signal_v1 = true;
         } else if let Some(token) = entry.strip_prefix(BEARER_PROTOCOL_PREFIX) {
             offered.bearer = offered.bearer.or(Some(token));
+        } else if let Some(token) = entry.strip_prefix(RESUME_PROTOCOL_PREFIX) {
+            offered.resume = offered.resume.or(Some(token));
         }
     }
     if offered.bearer.is_some() && !offered.signal_v1 {

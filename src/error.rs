@@ -90,6 +90,10 @@ impl ErrorCode {
 pub enum WarningCode {
     /// Candidates over the connection's candidate bucket were dropped.
     Throttled,
+    /// Frames kept for replay were lost to the buffer's overflow (`from`..=`to`).
+    ReplayGap,
+    /// The connection's token expires at `expiresAt`; send `refresh` before then.
+    TokenExpiring,
 }
 
 impl WarningCode {
@@ -97,6 +101,8 @@ impl WarningCode {
     pub const fn as_str(self) -> &'static str {
         match self {
             WarningCode::Throttled => "throttled",
+            WarningCode::ReplayGap => "replay_gap",
+            WarningCode::TokenExpiring => "token_expiring",
         }
     }
 }

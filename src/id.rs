@@ -4,7 +4,7 @@
 //! [`IdSource`]. In the Worker that is `Date.now()` and `crypto.getRandomValues`; in tests a
 //! counter. 80 random bits make a peer id unguessable.
 
-use crate::protocol::PeerId;
+use crate::protocol::{PeerId, RoomId};
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -17,6 +17,27 @@ pub trait IdSource {
     fn next_peer_id(&mut self) -> PeerId {
         PeerId::from_server(self.next_id())
     }
+
+    /// A new resume secret: unguessable, `[A-Za-z0-9]`.
+    fn next_secret(&mut self) -> String {
+        self.next_id()
+    }
+
+    /// Checks a `refresh` frame's token for `room` as the edge would (signature, claims, the
+    /// room): on success the salted hash of its `sub` and its deadline (`exp` plus the leeway,
+    /// in ms). The core never verifies tokens itself; without a verifier every refresh fails.
+    fn verify_refresh(&mut self, _token: &str, _room: &RoomId) -> Result<TokenGrant, String> {
+        Err("token refresh is not available here".to_owned())
+    }
+}
+
+/// What a verified `refresh` token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// Salted hash of the token's `sub`.
+    pub user: String,
+    /// The connection's new deadline: `exp` plus the leeway, ms since the epoch.
+    pub expires_ms: u64,
 }
 
 /// Encodes a ULID: `now_ms` (low 48 bits) followed by 80 random bits, as 26 characters.

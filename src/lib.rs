@@ -19,9 +19,11 @@ pub mod edge;
 pub mod error;
 pub mod id;
 pub mod log;
+pub mod presence;
 pub mod protocol;
 pub mod rate;
 pub mod room;
+pub mod schedule;
 pub mod storage;
 
 #[cfg(target_arch = "wasm32")]

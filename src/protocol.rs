@@ -122,6 +122,11 @@ pub enum ClientFrame<'a> {
     Signal(Signal<'a>),
     /// Client → server: a `ping` that was not byte-exact, so the runtime's auto-response missed it.
     Ping,
+    /// Client → server: everything up to `seq` was processed (cumulative). Never rate-limited,
+    /// never answered (v1.1 §3).
+    Ack { seq: u64 },
+    /// Client → server: a fresh token that moves the connection's expiry (v1.1 §4).
+    Refresh { token: Cow<'a, str> },
 }
 
 /// A client frame with the `correlationId` it carried.
@@ -193,6 +198,10 @@ struct RawFields<'a> {
     peer_id: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     metadata: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    seq: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    token: Option<&'a RawValue>,
 }
 
 /// A field that is present, `null` included.
@@ -285,6 +294,19 @@ fn decode_fields<'a>(f: &RawFields<'a>) -> Result<ClientFrame<'a>, Refusal> {
             }))
         }
         "ping" => Ok(ClientFrame::Ping),
+        "ack" => Ok(ClientFrame::Ack {
+            seq: match f.seq.map(json_text) {
+                None | Some("null") => return Err(missing("seq")),
+                Some(raw) => raw
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|_| raw.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| mistyped("seq", "a non-negative integer"))?,
+            },
+        }),
+        "refresh" => Ok(ClientFrame::Refresh {
+            token: required_string(f.token, "token")?,
+        }),
         other => Err(Refusal::new(
             ErrorCode::UnknownType,
             format!("unknown frame type `{}`", truncate(other, 64)),
@@ -426,16 +448,33 @@ pub struct RelayText(String);
 pub struct PeerInfo {
     pub peer_id: PeerId,
     pub metadata: Metadata,
+    pub status: Status,
+    /// Your role toward this peer (perfect negotiation): polite when you were in the room first.
+    pub polite: bool,
+}
+
+/// A member's presence (v1.1 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[default]
+    Available,
+    /// Reserved for calls (v1.1 §6).
+    InCall,
+    /// Its socket ended without `leave`; it may resume within the grace.
+    Away,
 }
 
 /// Why a peer left, as `peer_left.reason` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
-    /// It sent `leave`.
+    /// It sent `leave`, or its token expired.
     Leave,
     /// Its connection closed without a `leave`.
     Disconnect,
+    /// Its socket was silent for longer than `HEARTBEAT_TIMEOUT_MS`.
+    Timeout,
 }
 
 /// A server → client frame.
@@ -452,19 +491,37 @@ pub enum ServerFrame {
         peer_id: PeerId,
         /// The others, oldest first.
         peers: Vec<PeerInfo>,
+        /// Whether this connection took an existing peer back (v1.1 §3).
+        resumed: bool,
+        /// Opaque; reconnect with it to resume this peer.
+        resume_token: String,
     },
     /// To every other peer when one arrives.
     PeerJoined {
         room_id: RoomId,
         peer_id: PeerId,
         metadata: Metadata,
+        status: Status,
+        /// The receiver's role toward the newcomer: always true (it was there first).
+        polite: bool,
     },
     /// To every other peer when one changes its metadata.
     PeerUpdated {
         room_id: RoomId,
         peer_id: PeerId,
         metadata: Metadata,
+        status: Status,
     },
+    /// To every other peer when one's socket ended without `leave`: it may come back.
+    PeerAway {
+        room_id: RoomId,
+        peer_id: PeerId,
+        reason: LeaveReason,
+    },
+    /// To every other peer when an away peer resumed.
+    PeerBack { room_id: RoomId, peer_id: PeerId },
+    /// To a peer whose `refresh` moved its token's deadline.
+    Refreshed { expires_at: u64 },
     /// To every other peer when one is gone.
     PeerLeft {
         room_id: RoomId,
@@ -494,6 +551,14 @@ pub enum ServerFrame {
         dropped: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
+        /// `replay_gap`: the first and last `seq` lost.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<u64>,
+        /// `token_expiring`: the connection's deadline, ms since the epoch.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
     },
     /// To the sender of a `ping` that the runtime's auto-response did not catch.
     Pong,
@@ -511,6 +576,24 @@ impl ServerFrame {
         }
     }
 
+    /// Whether a resume replays it: everything sequenced but `joined`, `refreshed` and warnings,
+    /// which describe the connection and are answered afresh (v1.1 §3).
+    pub fn is_kept(&self) -> bool {
+        !matches!(
+            self,
+            ServerFrame::Joined { .. }
+                | ServerFrame::Refreshed { .. }
+                | ServerFrame::Warning { .. }
+                | ServerFrame::Error { .. }
+                | ServerFrame::Pong
+        )
+    }
+
+    /// Whether it carries `seq`: every frame to a joined peer but `pong` and `error`.
+    pub fn is_sequenced(&self) -> bool {
+        !matches!(self, ServerFrame::Error { .. } | ServerFrame::Pong)
+    }
+
     /// The text frame on the wire, without copying an already encoded `relay`.
     pub fn into_text(self) -> String {
         match self {
@@ -518,6 +601,20 @@ impl ServerFrame {
             other => other.to_text(),
         }
     }
+}
+
+/// `text` (a JSON object) with `"seq":seq` appended as its last field.
+pub fn with_seq(mut text: String, seq: u64) -> String {
+    if text.ends_with('}') {
+        text.pop();
+        if !text.ends_with('{') {
+            text.push(',');
+        }
+        text.push_str("\"seq\":");
+        text.push_str(&seq.to_string());
+        text.push('}');
+    }
+    text
 }
 
 /// The exact text the runtime answers without waking the room (`setWebSocketAutoResponse`).

@@ -22,33 +22,41 @@ use crate::error::{
     close, close_code_for, ending_close_code, reciprocal_close_code, ErrorCode, WarningCode,
 };
 use crate::id::IdSource;
+use crate::presence::{
+    parse_resume_token, resume_token, secrets_match, Away, Cursor, Kept, Outbox, OutboxWrite,
+    PresenceLimits, FLUSH_DELAY_MS,
+};
 use crate::protocol::{
-    decode, encode_relay, ClientFrame, LeaveReason, Metadata, PeerId, PeerInfo, Refusal, RoomId,
-    ServerFrame, Signal,
+    decode, encode_relay, with_seq, ClientFrame, LeaveReason, Metadata, PeerId, PeerInfo, Refusal,
+    RoomId, ServerFrame, Signal, Status,
 };
 use crate::rate::{
-    sniff_class, ConnectionLimiter, FrameClass, Identities, Notice, RateLimits, StrikeOutcome,
+    sniff_type, ConnectionLimiter, FrameClass, Identities, Notice, RateLimits, StrikeOutcome,
     TokenBucket, Verdict,
 };
+use crate::schedule::{earliest, Deadline, Due};
 use crate::storage::Write;
 
 /// Limits a room enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomLimits {
-    /// `MAX_PEERS_PER_ROOM`.
+    /// `MAX_PEERS_PER_ROOM`: members, away ones included.
     pub max_peers: usize,
     /// `MAX_FRAME_BYTES`: text frames over it are refused unparsed.
     pub max_frame_bytes: usize,
     /// `RATE_*`, `MAX_CONNECTIONS_PER_USER`.
     pub rate: RateLimits,
+    /// `HEARTBEAT_TIMEOUT_MS`, `RESUME_*`, `TOKEN_EXPIRY_WARNING_MS`.
+    pub presence: PresenceLimits,
 }
 
-/// One member: what its socket's attachment stores.
+/// One member: what its socket's attachment stores (or, while it is away, its `away` row).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
     pub peer_id: PeerId,
-    /// Admission order within the room: larger joined later.
+    /// Admission order within the room: larger joined later. Decides roles (the smaller is
+    /// polite toward the larger).
     pub seq: u64,
     /// Salted hash of the token's `sub`; the plain `sub` never reaches the room.
     pub user: String,
@@ -58,13 +66,72 @@ pub struct Member {
     /// with the default limits). The live limiter is the room's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limiter: Option<ConnectionLimiter>,
+    /// Which connection of this peer is current: 0 at admission, +1 per resume. A close event
+    /// from an older socket of the peer changes nothing.
+    #[serde(default)]
+    pub conn: u32,
+    /// The secret half of the peer's resume token.
+    #[serde(default)]
+    pub resume_secret: String,
+    /// The peer's `seq` so far.
+    #[serde(default)]
+    pub cursor: Cursor,
+    /// The last frame from its socket (ms since the epoch); pings answered by the runtime are
+    /// read at each heartbeat sweep.
+    #[serde(default)]
+    pub seen_ms: u64,
+    /// The connection's token deadline: `exp` plus the 60 s leeway, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+    /// Whether `warning token_expiring` went out for the current deadline.
+    #[serde(default)]
+    pub warned: bool,
+    /// Set while the peer is away (its socket ended without `leave`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away: Option<Away>,
+}
+
+impl Member {
+    pub fn status(&self) -> Status {
+        if self.away.is_some() {
+            Status::Away
+        } else {
+            Status::Available
+        }
+    }
+
+    pub fn resume_token(&self) -> String {
+        resume_token(&self.peer_id, &self.resume_secret)
+    }
+}
+
+/// A connection that reached the room: who it is, until when, and what it would resume.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Arrival {
+    /// Salted hash of the token's `sub`.
+    pub user: String,
+    /// The token's deadline (`exp` plus the leeway), ms since the epoch.
+    pub expires_ms: Option<u64>,
+    /// The resume token offered, if any.
+    pub resume: Option<String>,
+}
+
+impl Arrival {
+    pub fn new(user: impl Into<String>) -> Arrival {
+        Arrival {
+            user: user.into(),
+            ..Arrival::default()
+        }
+    }
 }
 
 /// What the glue must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Send `frame` to each of `to` (serialize once).
+    /// Send `frame` to each of `to` (serialize once). Only frames without `seq`: `error`, `pong`.
     Send { to: Vec<PeerId>, frame: ServerFrame },
+    /// Send `text` (a sequenced frame, `seq` included) to `to`.
+    Deliver { to: PeerId, text: String },
     /// Close `peer`'s socket with `code`.
     Close {
         peer: PeerId,
@@ -81,10 +148,12 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
     /// Accept the socket (hibernatable, tagged with the peer id, `member` as attachment), then
-    /// apply `effects`.
+    /// apply `effects`. When `resumed`, the peer's previous socket (if still open) is closed
+    /// 4409 first: the new socket takes its place.
     Accepted {
         member: Member,
         effects: Vec<Effect>,
+        resumed: bool,
     },
     /// Accept the socket only to send `frame` and close it with `code`; it never becomes a member
     /// and no member hears of it.
@@ -95,6 +164,16 @@ pub enum Admission {
     },
 }
 
+/// What a member's connection has in memory only.
+#[derive(Debug, Clone, Default)]
+struct Live {
+    /// `None` while away.
+    limiter: Option<ConnectionLimiter>,
+    outbox: Outbox,
+    /// Since when the member differs from what its attachment (or away row) holds.
+    dirty_since: Option<u64>,
+}
+
 /// A room's live membership.
 #[derive(Debug, Clone)]
 pub struct Room {
@@ -102,16 +181,20 @@ pub struct Room {
     limits: RoomLimits,
     /// Sorted by `seq`: oldest first.
     members: Vec<Member>,
-    /// Each member's live rate limiter (a handful: a scan beats hashing, in time and in code).
-    limiters: Vec<(PeerId, ConnectionLimiter)>,
+    /// Each member's in-memory state, at the same index as in `members` (a handful: a scan beats
+    /// hashing, in time and in code).
+    live: Vec<Live>,
     /// All frames of the room together (`RATE_ROOM_PER_S`); in memory, it refills within 1 s.
     room_bucket: TokenBucket,
     /// Strikes, bans and connect buckets per identity: durable ([`crate::storage`]).
     identities: Identities,
+    /// When the last heartbeat sweep ran in this wake.
+    last_sweep_ms: Option<u64>,
 }
 
 impl Room {
-    /// Rebuilds a room from its open sockets' attachments (any order).
+    /// Rebuilds a room from its members: the open sockets' attachments and the stored away
+    /// members (any order).
     pub fn rebuild(
         id: RoomId,
         limits: RoomLimits,
@@ -119,14 +202,16 @@ impl Room {
     ) -> Room {
         let mut members: Vec<Member> = members.into_iter().collect();
         members.sort_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.peer_id.cmp(&b.peer_id)));
-        let limiters = members
+        members.dedup_by(|a, b| a.peer_id == b.peer_id);
+        let live = members
             .iter()
-            .map(|m| {
-                let limiter = m
-                    .limiter
-                    .clone()
-                    .unwrap_or_else(|| ConnectionLimiter::new(&limits.rate));
-                (m.peer_id.clone(), limiter)
+            .map(|m| Live {
+                limiter: m.away.is_none().then(|| {
+                    m.limiter
+                        .clone()
+                        .unwrap_or_else(|| ConnectionLimiter::new(&limits.rate))
+                }),
+                ..Live::default()
             })
             .collect();
         Room {
@@ -134,14 +219,41 @@ impl Room {
             room_bucket: limits.rate.room_bucket(),
             limits,
             members,
-            limiters,
+            live,
             identities: Identities::default(),
+            last_sweep_ms: None,
         }
     }
 
     /// The same room with the identities read from durable storage.
     pub fn with_identities(mut self, identities: Identities) -> Room {
         self.identities = identities;
+        self
+    }
+
+    /// The same room with the kept frames read from durable storage: `(peer, seq, text)`.
+    /// Frames of peers that are no longer members are ignored (the glue forgets them).
+    pub fn with_kept(mut self, frames: impl IntoIterator<Item = (String, u64, String)>) -> Room {
+        let mut by_peer: Vec<(usize, Vec<(u64, String)>)> = Vec::new();
+        for (peer, seq, text) in frames {
+            let Some(index) = self.index(peer.as_str()) else {
+                continue;
+            };
+            match by_peer.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, list)) => list.push((seq, text)),
+                None => by_peer.push((index, vec![(seq, text)])),
+            }
+        }
+        for (index, frames) in by_peer {
+            let acked = self.members[index].cursor.acked;
+            let outbox =
+                Outbox::from_stored(frames.into_iter().filter(|(s, _)| *s > acked).collect());
+            // Frames kept for an away peer are stored one by one, its row is not rewritten for
+            // each: `seq` continues after the highest stored.
+            let cursor = &mut self.members[index].cursor;
+            cursor.sent = cursor.sent.max(outbox.last_seq().unwrap_or(0));
+            self.live[index].outbox = outbox;
+        }
         self
     }
 
@@ -158,7 +270,7 @@ impl Room {
         self.limits
     }
 
-    /// Members, oldest first.
+    /// Members, oldest first, away ones included.
     pub fn members(&self) -> &[Member] {
         &self.members
     }
@@ -167,12 +279,33 @@ impl Room {
         self.members.iter().find(|m| &m.peer_id == peer)
     }
 
-    /// A new connection with a verified identity (`user` is the salted hash of its `sub`) at
-    /// `now_ms`. Refused when the room is full, or when the identity is banned, has
-    /// `MAX_CONNECTIONS_PER_USER` connections open or is over its connect rate: a refused
-    /// upgrade spends nothing and stores nothing.
-    pub fn admit(&mut self, user: String, now_ms: u64, ids: &mut dyn IdSource) -> Admission {
-        if self.members.len() >= self.limits.max_peers {
+    /// The frames kept for `peer`'s replay, oldest first.
+    pub fn kept(&self, peer: &PeerId) -> Vec<Kept> {
+        self.index(peer.as_str())
+            .map(|i| self.live[i].outbox.frames().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn index(&self, peer: &str) -> Option<usize> {
+        self.members.iter().position(|m| m.peer_id.as_str() == peer)
+    }
+
+    /// A new connection with a verified identity at `now_ms`. With a valid resume token for a
+    /// member of this room and the same identity, it takes that peer back; otherwise it is a
+    /// fresh peer. Refused when the room is full (a resume never is), or when the identity is
+    /// banned, has `MAX_CONNECTIONS_PER_USER` connections open or is over its connect rate: a
+    /// refused upgrade spends nothing and stores nothing.
+    pub fn admit(&mut self, arrival: Arrival, now_ms: u64, ids: &mut dyn IdSource) -> Admission {
+        let resumed = arrival
+            .resume
+            .as_deref()
+            .and_then(parse_resume_token)
+            .and_then(|(peer, secret)| {
+                let index = self.index(peer)?;
+                let m = &self.members[index];
+                (m.user == arrival.user && secrets_match(&m.resume_secret, secret)).then_some(index)
+            });
+        if resumed.is_none() && self.members.len() >= self.limits.max_peers {
             let code = ErrorCode::RoomFull;
             return Admission::Refused {
                 frame: Refusal::new(
@@ -188,10 +321,15 @@ impl Room {
                 reason: "room full",
             };
         }
-        let open = self.members.iter().filter(|m| m.user == user).count();
-        if let Err(refusal) = self
-            .identities
-            .admit_check(&user, now_ms, &self.limits.rate, open)
+        let open = self
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| m.user == arrival.user && m.away.is_none() && Some(*i) != resumed)
+            .count();
+        if let Err(refusal) =
+            self.identities
+                .admit_check(&arrival.user, now_ms, &self.limits.rate, open)
         {
             let code = refusal.code();
             return Admission::Refused {
@@ -202,36 +340,123 @@ impl Room {
                 reason: refusal.reason(),
             };
         }
-        let seq = self.members.last().map_or(1, |m| m.seq + 1);
+        match resumed {
+            Some(index) => self.resume(index, arrival, now_ms, ids),
+            None => self.admit_fresh(arrival, now_ms, ids),
+        }
+    }
+
+    fn admit_fresh(&mut self, arrival: Arrival, now_ms: u64, ids: &mut dyn IdSource) -> Admission {
+        let seq = self
+            .members
+            .iter()
+            .map(|m| m.seq)
+            .max()
+            .map_or(1, |s| s + 1);
         let member = Member {
             peer_id: ids.next_peer_id(),
             seq,
-            user,
+            user: arrival.user,
             metadata: Metadata::new(),
             limiter: None,
+            conn: 0,
+            resume_secret: ids.next_secret(),
+            cursor: Cursor::default(),
+            seen_ms: now_ms,
+            expires_ms: arrival.expires_ms,
+            warned: false,
+            away: None,
         };
-        let mut effects = self.storage_writes();
-        let others = self.others(&member.peer_id);
-        effects.push(Effect::Send {
-            to: vec![member.peer_id.clone()],
-            frame: self.joined_frame(&member.peer_id),
+        let peer = member.peer_id.clone();
+        self.members.push(member);
+        self.live.push(Live {
+            limiter: Some(ConnectionLimiter::new(&self.limits.rate)),
+            ..Live::default()
         });
-        if !others.is_empty() {
-            effects.push(Effect::Send {
-                to: others,
-                frame: ServerFrame::PeerJoined {
-                    room_id: self.id.clone(),
-                    peer_id: member.peer_id.clone(),
-                    metadata: member.metadata.clone(),
-                },
+        let index = self.members.len() - 1;
+        let mut effects = self.storage_writes();
+        let joined = self.joined_frame(&peer, false);
+        self.deliver(&mut effects, index, joined, now_ms);
+        let frame = ServerFrame::PeerJoined {
+            room_id: self.id.clone(),
+            peer_id: peer.clone(),
+            metadata: Metadata::new(),
+            status: Status::Available,
+            polite: true,
+        };
+        self.broadcast(&mut effects, &peer, &frame, now_ms);
+        self.warn_if_expiring(&mut effects, index, now_ms);
+        Admission::Accepted {
+            member: self.members[index].clone(),
+            effects,
+            resumed: false,
+        }
+    }
+
+    /// Takes the peer at `index` back on a new connection: `joined` (resumed), the gap if
+    /// frames overflowed, then every kept frame after its last ack with its original `seq`;
+    /// the others hear `peer_back` if it was away.
+    fn resume(
+        &mut self,
+        index: usize,
+        arrival: Arrival,
+        now_ms: u64,
+        ids: &mut dyn IdSource,
+    ) -> Admission {
+        let mut effects = self.storage_writes();
+        let member = &mut self.members[index];
+        let was_away = member.away.take().is_some();
+        member.conn = member.conn.wrapping_add(1);
+        member.resume_secret = ids.next_secret();
+        member.seen_ms = now_ms;
+        member.expires_ms = arrival.expires_ms;
+        member.warned = false;
+        member.limiter = None;
+        let peer = member.peer_id.clone();
+        let (acked, lost) = (member.cursor.acked, member.cursor.lost);
+        self.live[index].limiter = Some(ConnectionLimiter::new(&self.limits.rate));
+        self.live[index].dirty_since = None;
+        if was_away {
+            effects.push(Effect::Store(Write::Back {
+                peer: peer.as_str().to_owned(),
+            }));
+        }
+        let joined = self.joined_frame(&peer, true);
+        self.deliver(&mut effects, index, joined, now_ms);
+        if let Some((from, to)) = lost {
+            let gap = ServerFrame::Warning {
+                code: WarningCode::ReplayGap,
+                message: format!(
+                    "{} frame(s) kept for you were lost: the replay buffer overflowed",
+                    to - from + 1
+                ),
+                dropped: None,
+                retry_after_ms: None,
+                from: Some(from),
+                to: Some(to),
+                expires_at: None,
+            };
+            self.deliver(&mut effects, index, gap, now_ms);
+        }
+        for kept in self.live[index].outbox.after(acked) {
+            effects.push(Effect::Deliver {
+                to: peer.clone(),
+                text: kept.text.clone(),
             });
         }
-        self.limiters.push((
-            member.peer_id.clone(),
-            ConnectionLimiter::new(&self.limits.rate),
-        ));
-        self.members.push(member.clone());
-        Admission::Accepted { member, effects }
+        if was_away {
+            let frame = ServerFrame::PeerBack {
+                room_id: self.id.clone(),
+                peer_id: peer.clone(),
+            };
+            self.broadcast(&mut effects, &peer, &frame, now_ms);
+        }
+        self.warn_if_expiring(&mut effects, index, now_ms);
+        Admission::Accepted {
+            member: self.members[index].clone(),
+            effects,
+            resumed: true,
+        }
     }
 
     /// A text frame from `sender` at `now_ms`.
@@ -242,24 +467,43 @@ impl Room {
         now_ms: u64,
         ids: &mut dyn IdSource,
     ) -> Vec<Effect> {
-        if self.member(sender).is_none() {
+        let Some(index) = self.index(sender.as_str()) else {
             // A socket that already left (or was never admitted): its late frames are dropped.
             return Vec::new();
-        }
-        // Charged before anything is parsed: a flood costs a scan for `"type"`, not a decode.
-        // An oversized frame is not even scanned.
-        let sniffed = if text.len() > self.limits.max_frame_bytes {
-            FrameClass::Other
-        } else {
-            sniff_class(text)
         };
-        let mut effects = match self.charge(sender, sniffed, now_ms) {
-            Ok(effects) => effects,
-            Err(dropped) => return dropped,
+        if self.members[index].away.is_some() {
+            return Vec::new();
+        }
+        self.members[index].seen_ms = now_ms;
+        self.touch(index, now_ms);
+        // Charged before anything is parsed: a flood costs a scan for `"type"`, not a decode.
+        // An oversized frame is not even scanned. An `ack` is never charged (v1.1 §3) unless it
+        // turns out not to be a valid one.
+        let sniffed = if text.len() > self.limits.max_frame_bytes {
+            Some(FrameClass::Other)
+        } else {
+            match sniff_type(text) {
+                Some("ack") => None,
+                Some("candidate") => Some(FrameClass::Candidate),
+                _ => Some(FrameClass::Other),
+            }
+        };
+        let mut effects = match sniffed {
+            Some(class) => match self.charge(sender, class, now_ms) {
+                Ok(effects) => effects,
+                Err(dropped) => return dropped,
+            },
+            None => Vec::new(),
         };
         let envelope = match decode(text, self.limits.max_frame_bytes) {
             Ok(envelope) => envelope,
             Err(refusal) => {
+                if sniffed.is_none() {
+                    // Looked like an ack, is not one: it pays like any other frame.
+                    if let Err(dropped) = self.charge(sender, FrameClass::Other, now_ms) {
+                        return dropped;
+                    }
+                }
                 effects.push(self.refuse(sender, refusal));
                 return effects;
             }
@@ -268,16 +512,29 @@ impl Room {
             ClientFrame::Signal(Signal {
                 payload: crate::protocol::Payload::Candidate { .. },
                 ..
-            }) => FrameClass::Candidate,
-            _ => FrameClass::Other,
+            }) => Some(FrameClass::Candidate),
+            ClientFrame::Ack { seq } if *seq <= self.members[index].cursor.sent => None,
+            _ => Some(FrameClass::Other),
         };
         if decoded != sniffed {
             // A frame whose `type` the sniffer misread (it answers `Other` when unsure) pays
             // its real class instead, so it cannot spend two budgets.
             let rate = self.limits.rate;
-            let verdict = self.limiter(sender).map_or(Verdict::Pass, |l| {
-                l.reclassify(sniffed, decoded, now_ms, &rate)
-            });
+            let verdict = match (sniffed, decoded) {
+                (Some(sniffed), Some(decoded)) => self.limiter(sender).map_or(Verdict::Pass, |l| {
+                    l.reclassify(sniffed, decoded, now_ms, &rate)
+                }),
+                (None, Some(decoded)) => match self.charge(sender, decoded, now_ms) {
+                    Ok(more) => {
+                        effects.extend(more);
+                        Verdict::Pass
+                    }
+                    Err(dropped) => return dropped,
+                },
+                // Sniffed as something else, decoded as a valid ack: refund nothing (a frame
+                // that hides its type pays), but it goes through.
+                _ => Verdict::Pass,
+            };
             if let Verdict::Drop { notice } = verdict {
                 effects.extend(self.dropped(sender, notice, now_ms));
                 return effects;
@@ -285,46 +542,55 @@ impl Room {
         }
         if effects.is_empty() {
             // The usual case: nothing owed before the frame's own effects.
-            return self.handle(sender, envelope, ids);
+            return self.handle(index, envelope, now_ms, ids);
         }
-        effects.extend(self.handle(sender, envelope, ids));
+        effects.extend(self.handle(index, envelope, now_ms, ids));
         effects
     }
 
     fn handle(
         &mut self,
-        sender: &PeerId,
+        index: usize,
         envelope: crate::protocol::Envelope<'_>,
+        now_ms: u64,
         ids: &mut dyn IdSource,
     ) -> Vec<Effect> {
+        let sender = self.members[index].peer_id.clone();
         let correlation_id = envelope.correlation_id;
         let result = match envelope.frame {
             ClientFrame::Join {
                 room_id,
                 metadata,
                 peer_id,
-            } => self.join(sender, &room_id, metadata, peer_id.as_deref()),
-            ClientFrame::Leave { room_id } => self.leave(sender, &room_id),
+            } => self.join(index, &room_id, metadata, peer_id.as_deref(), now_ms),
+            ClientFrame::Leave { room_id } => self.leave(index, &room_id, now_ms),
             ClientFrame::Signal(signal) => {
-                self.relay(sender, &signal, correlation_id.as_deref(), ids)
+                self.relay(index, &signal, correlation_id.as_deref(), now_ms, ids)
             }
             ClientFrame::Ping => Ok(vec![Effect::Send {
                 to: vec![sender.clone()],
                 frame: ServerFrame::Pong,
             }]),
+            ClientFrame::Ack { seq } => self.ack(index, seq),
+            ClientFrame::Refresh { token } => self.refresh(index, &token, now_ms, ids),
         };
         result.unwrap_or_else(|mut refusal| {
             refusal.correlation_id = correlation_id.map(Cow::into_owned);
-            vec![self.refuse(sender, refusal)]
+            vec![self.refuse(&sender, refusal)]
         })
     }
 
     /// A binary frame from `sender` at `now_ms`: the protocol is text only. Charged like any
     /// other frame, so a binary flood cannot turn into a flood of errors.
     pub fn on_binary(&mut self, sender: &PeerId, now_ms: u64) -> Vec<Effect> {
-        if self.member(sender).is_none() {
+        let Some(index) = self.index(sender.as_str()) else {
+            return Vec::new();
+        };
+        if self.members[index].away.is_some() {
             return Vec::new();
         }
+        self.members[index].seen_ms = now_ms;
+        self.touch(index, now_ms);
         let mut effects = match self.charge(sender, FrameClass::Other, now_ms) {
             Ok(effects) => effects,
             Err(dropped) => return dropped,
@@ -350,11 +616,10 @@ impl Room {
         now_ms: u64,
     ) -> Result<Vec<Effect>, Vec<Effect>> {
         let rate = self.limits.rate;
-        let Some(limiter) = self
-            .limiters
-            .iter_mut()
-            .find_map(|(p, l)| (p == sender).then_some(l))
-        else {
+        let Some(index) = self.index(sender.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let Some(limiter) = self.live[index].limiter.as_mut() else {
             return Ok(Vec::new());
         };
         match limiter.check(class, now_ms, &rate, &mut self.room_bucket) {
@@ -362,28 +627,31 @@ impl Room {
             Verdict::Pass => {}
         }
         let mut effects = Vec::new();
-        if let Some(notice) = limiter.flush_throttled(now_ms) {
-            effects.push(notice_effect(sender, notice));
+        let throttled = limiter.flush_throttled(now_ms);
+        let snapshot = limiter
+            .needs_persisting(now_ms, &rate)
+            .then(|| limiter.clone());
+        if let Some(notice) = throttled {
+            self.notice(&mut effects, index, notice, now_ms);
         }
-        if limiter.needs_persisting(now_ms, &rate) {
-            let snapshot = limiter.clone();
-            if let Some(member) = self.members.iter_mut().find(|m| &m.peer_id == sender) {
-                member.limiter = Some(snapshot);
-                effects.push(Effect::Persist {
-                    member: member.clone(),
-                });
-            }
+        if let Some(snapshot) = snapshot {
+            let member = &mut self.members[index];
+            member.limiter = Some(snapshot);
+            effects.push(Effect::Persist {
+                member: member.clone(),
+            });
         }
         Ok(effects)
     }
 
     /// A frame of `sender`'s was dropped for rate: its notice (if the cadence allows one), a
     /// strike for its identity, and at the strike limit the ban: `error rate_limited` and close
-    /// 4429, handled like a disconnect.
+    /// 4429. A banned peer is gone at once (`peer_left` with `disconnect`): it may not resume.
     fn dropped(&mut self, sender: &PeerId, notice: Option<Notice>, now_ms: u64) -> Vec<Effect> {
-        let Some(user) = self.member(sender).map(|m| m.user.clone()) else {
+        let Some(index) = self.index(sender.as_str()) else {
             return Vec::new();
         };
+        let user = self.members[index].user.clone();
         let outcome = self.identities.on_drop(&user, now_ms, &self.limits.rate);
         let mut effects = self.storage_writes();
         if let StrikeOutcome::Ban { until_ms } = outcome {
@@ -404,24 +672,39 @@ impl Room {
                     .retry_after(Some(retry_after_ms)),
                 ),
             );
-            effects.extend(self.remove(sender, LeaveReason::Disconnect));
             effects.push(Effect::Close {
                 peer: sender.clone(),
                 code: ending_close_code(ErrorCode::RateLimited).unwrap_or(close::RATE_LIMIT_ABUSE),
                 reason: "rate limit abuse",
             });
+            self.remove(&mut effects, index, LeaveReason::Disconnect, now_ms);
             return effects;
         }
         if let Some(notice) = notice {
-            effects.push(notice_effect(sender, notice));
+            self.notice(&mut effects, index, notice, now_ms);
         }
         effects
     }
 
-    /// `peer`'s connection closed (its close frame carried `code`) or failed. The server always
-    /// answers a close; members hear `peer_left` unless the peer had already left.
-    pub fn on_close(&mut self, peer: &PeerId, code: u16) -> Vec<Effect> {
-        let mut effects = self.remove(peer, LeaveReason::Disconnect);
+    /// `peer`'s connection closed (its close frame carried `code`) or failed, at `now_ms`.
+    /// `conn` is the closed socket's connection number (`None`: the peer's current socket). The
+    /// server always answers a close. The peer becomes away for `RESUME_GRACE_MS` (others hear
+    /// `peer_away`), or is gone at once with a grace of 0; a close of a socket the peer no
+    /// longer uses (replaced by a resume) changes nothing.
+    pub fn on_close(
+        &mut self,
+        peer: &PeerId,
+        conn: Option<u32>,
+        code: u16,
+        now_ms: u64,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if let Some(index) = self.index(peer.as_str()) {
+            let member = &self.members[index];
+            if member.away.is_none() && conn.is_none_or(|c| c == member.conn) {
+                self.go_away(&mut effects, index, LeaveReason::Disconnect, now_ms);
+            }
+        }
         effects.push(Effect::Close {
             peer: peer.clone(),
             code: reciprocal_close_code(code),
@@ -430,66 +713,274 @@ impl Room {
         effects
     }
 
+    /// The runtime's alarm at `now_ms`, with the time each socket's last ping was answered by
+    /// the runtime (`pings`, which never woke the room). Handles everything due: token
+    /// warnings and expiries, the heartbeat sweep, grace ends, the flush.
+    pub fn on_alarm(&mut self, now_ms: u64, pings: &[(PeerId, u64)]) -> Vec<Effect> {
+        for (peer, at) in pings {
+            if let Some(index) = self.index(peer.as_str()) {
+                let member = &mut self.members[index];
+                member.seen_ms = member.seen_ms.max(*at);
+            }
+        }
+        let mut effects = Vec::new();
+        let warning_ms = self.limits.presence.token_expiry_warning_ms;
+        // Token deadlines.
+        let mut index = 0;
+        while index < self.members.len() {
+            let member = &self.members[index];
+            match member.expires_ms {
+                Some(deadline) if member.away.is_none() && deadline <= now_ms => {
+                    let peer = member.peer_id.clone();
+                    effects.push(self.refuse(
+                        &peer,
+                        Refusal::new(
+                            ErrorCode::Unauthorized,
+                            "your token expired; reconnect with a fresh one",
+                        ),
+                    ));
+                    effects.push(Effect::Close {
+                        peer,
+                        code: close::UNAUTHORIZED,
+                        reason: "token expired",
+                    });
+                    self.remove(&mut effects, index, LeaveReason::Leave, now_ms);
+                    continue;
+                }
+                Some(deadline)
+                    if member.away.is_none()
+                        && !member.warned
+                        && deadline.saturating_sub(warning_ms) <= now_ms =>
+                {
+                    self.warn_if_expiring(&mut effects, index, now_ms);
+                }
+                _ => {}
+            }
+            index += 1;
+        }
+        // Heartbeats.
+        let timeout = self.limits.presence.heartbeat_timeout_ms;
+        if self.sweep_at().is_some_and(|at| at <= now_ms) {
+            let mut index = 0;
+            while index < self.members.len() {
+                let member = &self.members[index];
+                if member.away.is_none() && now_ms.saturating_sub(member.seen_ms) > timeout {
+                    effects.push(Effect::Close {
+                        peer: member.peer_id.clone(),
+                        code: close::HEARTBEAT_TIMEOUT,
+                        reason: "heartbeat timeout",
+                    });
+                    if self.go_away(&mut effects, index, LeaveReason::Timeout, now_ms) {
+                        continue;
+                    }
+                }
+                index += 1;
+            }
+            self.last_sweep_ms = Some(now_ms);
+        }
+        // Grace ends.
+        let grace = self.limits.presence.resume_grace_ms;
+        let mut index = 0;
+        while index < self.members.len() {
+            match self.members[index].away {
+                Some(away) if away.since_ms.saturating_add(grace) <= now_ms => {
+                    self.remove(&mut effects, index, away.reason, now_ms);
+                }
+                _ => index += 1,
+            }
+        }
+        self.flush(&mut effects, now_ms);
+        effects
+    }
+
+    /// Everything the room must do at a given time, from its state alone.
+    pub fn deadlines(&self) -> Vec<Deadline> {
+        let mut deadlines = Vec::new();
+        if let Some(at_ms) = self.sweep_at() {
+            deadlines.push(Deadline {
+                at_ms,
+                due: Due::HeartbeatSweep,
+            });
+        }
+        let presence = self.limits.presence;
+        let mut flush: Option<u64> = None;
+        for (member, live) in self.members.iter().zip(&self.live) {
+            let peer = || member.peer_id.clone();
+            match (member.away, member.expires_ms) {
+                (Some(away), _) => deadlines.push(Deadline {
+                    at_ms: away.since_ms.saturating_add(presence.resume_grace_ms),
+                    due: Due::GraceEnd(peer()),
+                }),
+                (None, Some(deadline)) => {
+                    if !member.warned {
+                        deadlines.push(Deadline {
+                            at_ms: deadline.saturating_sub(presence.token_expiry_warning_ms),
+                            due: Due::TokenWarning(peer()),
+                        });
+                    }
+                    deadlines.push(Deadline {
+                        at_ms: deadline,
+                        due: Due::TokenExpiry(peer()),
+                    });
+                }
+                (None, None) => {}
+            }
+            for since in [live.dirty_since, live.outbox.pending_since()]
+                .into_iter()
+                .flatten()
+            {
+                let at = since + FLUSH_DELAY_MS;
+                flush = Some(flush.map_or(at, |f| f.min(at)));
+            }
+        }
+        if let Some(at_ms) = flush {
+            deadlines.push(Deadline {
+                at_ms,
+                due: Due::Flush,
+            });
+        }
+        deadlines
+    }
+
+    /// The earliest deadline: when the room's one alarm must fire.
+    pub fn next_deadline(&self) -> Option<u64> {
+        earliest(&self.deadlines())
+    }
+
+    /// The next heartbeat sweep: when the stalest connected socket would have been silent for
+    /// `HEARTBEAT_TIMEOUT_MS`, but not sooner than half of that after the previous sweep, so an
+    /// idle healthy room wakes at most once per `HEARTBEAT_TIMEOUT_MS / 2`. None while no
+    /// socket is connected.
+    fn sweep_at(&self) -> Option<u64> {
+        let timeout = self.limits.presence.heartbeat_timeout_ms;
+        if timeout == 0 {
+            return None;
+        }
+        let stalest = self
+            .members
+            .iter()
+            .filter(|m| m.away.is_none())
+            .map(|m| m.seen_ms)
+            .min()?;
+        let due = stalest.saturating_add(timeout);
+        Some(match self.last_sweep_ms {
+            Some(last) => due.max(last + timeout / 2),
+            None => due,
+        })
+    }
+
     fn join(
         &mut self,
-        sender: &PeerId,
+        index: usize,
         room_id: &str,
         metadata: Option<Metadata>,
         claimed: Option<&str>,
+        now_ms: u64,
     ) -> Result<Vec<Effect>, Refusal> {
         self.check_room(Some(room_id))?;
-        check_sender(sender, claimed, "peerId")?;
+        let sender = self.members[index].peer_id.clone();
+        check_sender(&sender, claimed, "peerId")?;
         let mut effects = Vec::with_capacity(3);
         if let Some(metadata) = metadata {
-            let member = self
-                .members
-                .iter_mut()
-                .find(|m| &m.peer_id == sender)
-                .ok_or_else(|| Refusal::new(ErrorCode::Internal, "sender is not a member"))?;
+            let member = &mut self.members[index];
             if member.metadata != metadata {
                 member.metadata = metadata;
                 let member = member.clone();
-                let others = self.others(sender);
                 effects.push(Effect::Persist {
                     member: member.clone(),
                 });
-                if !others.is_empty() {
-                    effects.push(Effect::Send {
-                        to: others,
-                        frame: ServerFrame::PeerUpdated {
-                            room_id: self.id.clone(),
-                            peer_id: member.peer_id,
-                            metadata: member.metadata,
-                        },
-                    });
-                }
+                let frame = ServerFrame::PeerUpdated {
+                    room_id: self.id.clone(),
+                    peer_id: member.peer_id.clone(),
+                    metadata: member.metadata.clone(),
+                    status: member.status(),
+                };
+                self.broadcast(&mut effects, &sender, &frame, now_ms);
             }
         }
-        effects.push(Effect::Send {
-            to: vec![sender.clone()],
-            frame: self.joined_frame(sender),
-        });
+        let joined = self.joined_frame(&sender, false);
+        self.deliver(&mut effects, index, joined, now_ms);
         Ok(effects)
     }
 
-    fn leave(&mut self, sender: &PeerId, room_id: &str) -> Result<Vec<Effect>, Refusal> {
+    fn leave(&mut self, index: usize, room_id: &str, now_ms: u64) -> Result<Vec<Effect>, Refusal> {
         self.check_room(Some(room_id))?;
-        let mut effects = self.remove(sender, LeaveReason::Leave);
+        let peer = self.members[index].peer_id.clone();
+        let mut effects = Vec::new();
+        self.remove(&mut effects, index, LeaveReason::Leave, now_ms);
         effects.push(Effect::Close {
-            peer: sender.clone(),
+            peer,
             code: close::NORMAL,
             reason: "leave",
         });
         Ok(effects)
     }
 
-    fn relay(
+    fn ack(&mut self, index: usize, seq: u64) -> Result<Vec<Effect>, Refusal> {
+        let member = &mut self.members[index];
+        if seq > member.cursor.sent {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "ack {seq} is beyond the last seq sent to you ({})",
+                    member.cursor.sent
+                ),
+            ));
+        }
+        let mut effects = Vec::new();
+        if let Some(OutboxWrite::DropThrough(through)) =
+            self.live[index].outbox.ack(seq, &mut member.cursor)
+        {
+            effects.push(Effect::Store(Write::DropKept {
+                peer: member.peer_id.as_str().to_owned(),
+                through,
+            }));
+        }
+        Ok(effects)
+    }
+
+    fn refresh(
         &mut self,
-        sender: &PeerId,
-        signal: &Signal<'_>,
-        correlation_id: Option<&str>,
+        index: usize,
+        token: &str,
+        now_ms: u64,
         ids: &mut dyn IdSource,
     ) -> Result<Vec<Effect>, Refusal> {
+        let unauthorized = |why: &str| {
+            Refusal::new(
+                ErrorCode::Unauthorized,
+                format!("refresh refused: {why}; the current token still holds"),
+            )
+        };
+        let grant = ids
+            .verify_refresh(token, &self.id)
+            .map_err(|why| unauthorized(&why))?;
+        let member = &mut self.members[index];
+        if grant.user != member.user {
+            return Err(unauthorized("the token is for another identity"));
+        }
+        member.expires_ms = Some(grant.expires_ms);
+        member.warned = false;
+        let mut effects = vec![Effect::Persist {
+            member: member.clone(),
+        }];
+        let frame = ServerFrame::Refreshed {
+            expires_at: grant.expires_ms,
+        };
+        self.deliver(&mut effects, index, frame, now_ms);
+        self.warn_if_expiring(&mut effects, index, now_ms);
+        Ok(effects)
+    }
+
+    fn relay(
+        &mut self,
+        index: usize,
+        signal: &Signal<'_>,
+        correlation_id: Option<&str>,
+        now_ms: u64,
+        ids: &mut dyn IdSource,
+    ) -> Result<Vec<Effect>, Refusal> {
+        let sender = &self.members[index].peer_id;
         check_sender(sender, signal.from.as_deref(), "from")?;
         self.check_room(signal.room_id.as_deref())?;
         if signal.to == sender.as_str() {
@@ -498,17 +989,12 @@ impl Room {
                 "`to` is your own peer id; relay to another peer",
             ));
         }
-        let to = self
-            .members
-            .iter()
-            .find(|m| m.peer_id.as_str() == signal.to)
-            .map(|m| m.peer_id.clone())
-            .ok_or_else(|| {
-                Refusal::new(
-                    ErrorCode::TargetNotFound,
-                    format!("no peer `{}` in this room", short(&signal.to)),
-                )
-            })?;
+        let to = self.index(&signal.to).ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::TargetNotFound,
+                format!("no peer `{}` in this room", short(&signal.to)),
+            )
+        })?;
         let made;
         let correlation_id = match correlation_id {
             Some(id) => id,
@@ -517,31 +1003,247 @@ impl Room {
                 &made
             }
         };
-        let frame = encode_relay(&signal.payload, &self.id, sender, &to, correlation_id);
-        Ok(vec![Effect::Send {
-            to: vec![to],
-            frame,
-        }])
+        let frame = encode_relay(
+            &signal.payload,
+            &self.id,
+            sender,
+            &self.members[to].peer_id,
+            correlation_id,
+        );
+        let mut effects = Vec::with_capacity(1);
+        self.deliver(&mut effects, to, frame, now_ms);
+        Ok(effects)
     }
 
-    fn remove(&mut self, peer: &PeerId, reason: LeaveReason) -> Vec<Effect> {
-        let Some(index) = self.members.iter().position(|m| &m.peer_id == peer) else {
-            return Vec::new();
-        };
-        self.members.remove(index);
-        self.limiters.retain(|(p, _)| p != peer);
-        let others = self.others(peer);
-        if others.is_empty() {
-            return Vec::new();
+    /// The peer at `index` lost its socket without `leave`: away for the grace (others hear
+    /// `peer_away`; its row and its kept frames go to storage), or gone at once with a grace
+    /// of 0. Answers whether it was removed (the indices after it moved).
+    fn go_away(
+        &mut self,
+        effects: &mut Vec<Effect>,
+        index: usize,
+        reason: LeaveReason,
+        now_ms: u64,
+    ) -> bool {
+        if self.limits.presence.resume_grace_ms == 0 {
+            self.remove(effects, index, reason, now_ms);
+            return true;
         }
-        vec![Effect::Send {
-            to: others,
-            frame: ServerFrame::PeerLeft {
-                room_id: self.id.clone(),
-                peer_id: peer.clone(),
-                reason,
-            },
-        }]
+        let member = &mut self.members[index];
+        member.away = Some(Away {
+            since_ms: now_ms,
+            reason,
+        });
+        member.limiter = None;
+        let peer = member.peer_id.clone();
+        let live = &mut self.live[index];
+        live.limiter = None;
+        live.dirty_since = None;
+        effects.push(Effect::Store(Write::Away {
+            peer: peer.as_str().to_owned(),
+            member: serde_json::to_string(member).unwrap_or_default(),
+        }));
+        for (seq, text) in live.outbox.flush(u64::MAX) {
+            effects.push(Effect::Store(Write::Keep {
+                peer: peer.as_str().to_owned(),
+                seq,
+                text,
+            }));
+        }
+        let frame = ServerFrame::PeerAway {
+            room_id: self.id.clone(),
+            peer_id: peer.clone(),
+            reason,
+        };
+        self.broadcast(effects, &peer, &frame, now_ms);
+        false
+    }
+
+    /// The peer at `index` is gone: others hear `peer_left`; what storage holds of it is
+    /// dropped.
+    fn remove(
+        &mut self,
+        effects: &mut Vec<Effect>,
+        index: usize,
+        reason: LeaveReason,
+        now_ms: u64,
+    ) {
+        let member = self.members.remove(index);
+        let live = self.live.remove(index);
+        let peer = member.peer_id.as_str().to_owned();
+        if member.away.is_some() {
+            effects.push(Effect::Store(Write::Back { peer: peer.clone() }));
+        }
+        if live.outbox.frames().any(|k| k.durable) || member.away.is_some() {
+            effects.push(Effect::Store(Write::ForgetKept { peer }));
+        }
+        let frame = ServerFrame::PeerLeft {
+            room_id: self.id.clone(),
+            peer_id: member.peer_id.clone(),
+            reason,
+        };
+        self.broadcast(effects, &member.peer_id, &frame, now_ms);
+    }
+
+    /// Stores what must outlive an eviction: kept frames unacknowledged for
+    /// [`FLUSH_DELAY_MS`], and members whose attachment (or row) fell behind.
+    fn flush(&mut self, effects: &mut Vec<Effect>, now_ms: u64) {
+        let cutoff = now_ms.saturating_sub(FLUSH_DELAY_MS);
+        for (member, live) in self.members.iter().zip(self.live.iter_mut()) {
+            if live.dirty_since.is_some_and(|since| since <= cutoff) {
+                live.dirty_since = None;
+                effects.push(match member.away {
+                    None => Effect::Persist {
+                        member: member.clone(),
+                    },
+                    Some(_) => Effect::Store(Write::Away {
+                        peer: member.peer_id.as_str().to_owned(),
+                        member: serde_json::to_string(member).unwrap_or_default(),
+                    }),
+                });
+            }
+            for (seq, text) in live.outbox.flush(cutoff) {
+                effects.push(Effect::Store(Write::Keep {
+                    peer: member.peer_id.as_str().to_owned(),
+                    seq,
+                    text,
+                }));
+            }
+        }
+    }
+
+    /// Marks the member at `index` as differing from its attachment since `now_ms`.
+    fn touch(&mut self, index: usize, now_ms: u64) {
+        let live = &mut self.live[index];
+        if live.dirty_since.is_none() {
+            live.dirty_since = Some(now_ms);
+        }
+    }
+
+    /// Sends `frame` to the member at `index` with its next `seq`, keeping it for replay when
+    /// it is a kept kind. An away member is sent nothing: the frame is kept, durably at once.
+    fn deliver(
+        &mut self,
+        effects: &mut Vec<Effect>,
+        index: usize,
+        frame: ServerFrame,
+        now_ms: u64,
+    ) {
+        let keep = frame.is_kept();
+        let text = frame.into_text();
+        self.deliver_text(effects, index, text, keep, now_ms);
+    }
+
+    fn deliver_text(
+        &mut self,
+        effects: &mut Vec<Effect>,
+        index: usize,
+        text: String,
+        keep: bool,
+        now_ms: u64,
+    ) {
+        let capacity = self.limits.presence.resume_buffer_frames;
+        let member = &mut self.members[index];
+        let seq = member.cursor.next();
+        let text = with_seq(text, seq);
+        let away = member.away.is_some();
+        let peer = &member.peer_id;
+        if keep && capacity > 0 {
+            if away {
+                effects.push(Effect::Store(Write::Keep {
+                    peer: peer.as_str().to_owned(),
+                    seq,
+                    text: text.clone(),
+                }));
+            }
+            let overflow = self.live[index].outbox.keep(
+                seq,
+                if away { String::new() } else { text.clone() },
+                now_ms,
+                away,
+                capacity,
+                &mut member.cursor,
+            );
+            if let Some(OutboxWrite::DropThrough(through)) = overflow {
+                effects.push(Effect::Store(Write::DropKept {
+                    peer: peer.as_str().to_owned(),
+                    through,
+                }));
+                if away {
+                    // The lost range is in the row only: stored with the overflow.
+                    effects.push(Effect::Store(Write::Away {
+                        peer: peer.as_str().to_owned(),
+                        member: serde_json::to_string(&*member).unwrap_or_default(),
+                    }));
+                }
+            }
+        }
+        if away {
+            return;
+        }
+        let to = self.members[index].peer_id.clone();
+        self.touch(index, now_ms);
+        effects.push(Effect::Deliver { to, text });
+    }
+
+    /// Sends `frame` to every member but `except`, each with its own `seq`.
+    fn broadcast(
+        &mut self,
+        effects: &mut Vec<Effect>,
+        except: &PeerId,
+        frame: &ServerFrame,
+        now_ms: u64,
+    ) {
+        let keep = frame.is_kept();
+        let text = frame.to_text();
+        for index in 0..self.members.len() {
+            if &self.members[index].peer_id != except {
+                self.deliver_text(effects, index, text.clone(), keep, now_ms);
+            }
+        }
+    }
+
+    /// `warning token_expiring` to the member at `index` if its deadline is within the warning
+    /// window and it was not warned yet.
+    fn warn_if_expiring(&mut self, effects: &mut Vec<Effect>, index: usize, now_ms: u64) {
+        let member = &self.members[index];
+        let Some(deadline) = member.expires_ms else {
+            return;
+        };
+        if member.warned
+            || deadline.saturating_sub(self.limits.presence.token_expiry_warning_ms) > now_ms
+        {
+            return;
+        }
+        self.members[index].warned = true;
+        self.touch(index, now_ms);
+        let frame = ServerFrame::Warning {
+            code: WarningCode::TokenExpiring,
+            message: format!(
+                "your token expires in {} s; send `refresh` with a fresh one to stay",
+                deadline.saturating_sub(now_ms).div_ceil(1000)
+            ),
+            dropped: None,
+            retry_after_ms: None,
+            from: None,
+            to: None,
+            expires_at: Some(deadline),
+        };
+        self.deliver(effects, index, frame, now_ms);
+    }
+
+    /// A rate notice to the member at `index`: `error rate_limited` (no `seq`) or
+    /// `warning throttled` (sequenced).
+    fn notice(&mut self, effects: &mut Vec<Effect>, index: usize, notice: Notice, now_ms: u64) {
+        let frame = notice_frame(notice);
+        if frame.is_sequenced() {
+            self.deliver(effects, index, frame, now_ms);
+        } else {
+            effects.push(Effect::Send {
+                to: vec![self.members[index].peer_id.clone()],
+                frame,
+            });
+        }
     }
 
     /// The identities' pending durable writes, as effects.
@@ -554,9 +1256,8 @@ impl Room {
     }
 
     fn limiter(&mut self, peer: &PeerId) -> Option<&mut ConnectionLimiter> {
-        self.limiters
-            .iter_mut()
-            .find_map(|(p, l)| (p == peer).then_some(l))
+        let index = self.index(peer.as_str())?;
+        self.live[index].limiter.as_mut()
     }
 
     fn check_room(&self, room_id: Option<&str>) -> Result<(), Refusal> {
@@ -573,7 +1274,9 @@ impl Room {
         }
     }
 
-    fn joined_frame(&self, peer: &PeerId) -> ServerFrame {
+    fn joined_frame(&self, peer: &PeerId, resumed: bool) -> ServerFrame {
+        let me = self.member(peer);
+        let my_seq = me.map_or(u64::MAX, |m| m.seq);
         ServerFrame::Joined {
             room_id: self.id.clone(),
             peer_id: peer.clone(),
@@ -584,17 +1287,13 @@ impl Room {
                 .map(|m| PeerInfo {
                     peer_id: m.peer_id.clone(),
                     metadata: m.metadata.clone(),
+                    status: m.status(),
+                    polite: my_seq < m.seq,
                 })
                 .collect(),
+            resumed,
+            resume_token: me.map(Member::resume_token).unwrap_or_default(),
         }
-    }
-
-    fn others(&self, peer: &PeerId) -> Vec<PeerId> {
-        self.members
-            .iter()
-            .filter(|m| &m.peer_id != peer)
-            .map(|m| m.peer_id.clone())
-            .collect()
     }
 
     fn refuse(&self, sender: &PeerId, refusal: Refusal) -> Effect {
@@ -605,9 +1304,9 @@ impl Room {
     }
 }
 
-/// The frame that tells `peer` of a drop.
-fn notice_effect(peer: &PeerId, notice: Notice) -> Effect {
-    let frame = match notice {
+/// The frame that tells a peer of a drop.
+fn notice_frame(notice: Notice) -> ServerFrame {
+    match notice {
         Notice::RateLimited { retry_after_ms } => Refusal::new(
             ErrorCode::RateLimited,
             format!("too many frames; this one was dropped, retry in {retry_after_ms} ms"),
@@ -622,11 +1321,10 @@ fn notice_effect(peer: &PeerId, notice: Notice) -> Effect {
             message: format!("{dropped} candidate(s) dropped: over the candidate rate limit"),
             dropped: Some(dropped),
             retry_after_ms: Some(retry_after_ms),
+            from: None,
+            to: None,
+            expires_at: None,
         },
-    };
-    Effect::Send {
-        to: vec![peer.clone()],
-        frame,
     }
 }
 

@@ -41,19 +41,58 @@ use crate::rate::{Identities, IdentityRecord, Strikes, TokenBucket};
 
 /// Statements that create the schema; run each, in order, before the first write of a wake.
 /// Idempotent.
-pub const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS identity (
+pub const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS identity (
     user TEXT PRIMARY KEY,
     strikes TEXT NOT NULL DEFAULT '',
     banned_until_ms INTEGER,
     connect_level INTEGER NOT NULL,
     connect_at_ms INTEGER NOT NULL,
     quiet_at_ms INTEGER NOT NULL
-) WITHOUT ROWID"];
+) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS away (
+    peer TEXT PRIMARY KEY,
+    member TEXT NOT NULL
+) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS kept (
+    peer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (peer, seq)
+) WITHOUT ROWID",
+];
 
-/// Whether the `identity` table exists (one row: a count of 0 or 1). Rooms that never stored
-/// anything have no table: the schema is created with the first write, not on every wake.
-pub const EXISTS: &str =
-    "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'identity'";
+/// How many of the schema's tables exist (one row: `n`, from 0 to [`TABLES`]). Rooms that never
+/// stored anything have none: the schema is created with the first write, not on every wake.
+pub const EXISTS: &str = "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' \
+     AND name IN ('identity', 'away', 'kept')";
+
+/// The number of tables [`SCHEMA`] creates.
+pub const TABLES: u32 = 3;
+
+/// Reads every away member: the member's JSON (`crate::room::Member`) by peer id.
+pub const LOAD_AWAY: &str = "SELECT peer, member FROM away";
+
+/// Reads every kept frame: the peer, its `seq` and its wire text.
+pub const LOAD_KEPT: &str = "SELECT peer, seq, text FROM kept";
+
+/// Stores an away member (binds: peer, member JSON).
+pub const UPSERT_AWAY: &str = "INSERT INTO away (peer, member) VALUES (?, ?) \
+     ON CONFLICT (peer) DO UPDATE SET member = excluded.member";
+
+/// Deletes an away member's row (binds: peer): it resumed, left or its grace ended.
+pub const DELETE_AWAY: &str = "DELETE FROM away WHERE peer = ?";
+
+/// Keeps one frame (binds: peer, seq, text). `seq` is never reused, so a conflict is the same
+/// frame again and changes nothing.
+pub const INSERT_KEPT: &str =
+    "INSERT INTO kept (peer, seq, text) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
+
+/// Drops a peer's kept frames up to a `seq` (binds: peer, seq): acknowledged or overflowed.
+pub const DELETE_KEPT_THROUGH: &str = "DELETE FROM kept WHERE peer = ? AND seq <= ?";
+
+/// Drops all of a peer's kept frames (binds: peer): it is gone.
+pub const DELETE_KEPT: &str = "DELETE FROM kept WHERE peer = ?";
 
 /// Reads every identity row; columns match [`Row`]'s fields by name (so the glue can
 /// `cursor.to_array::<Row>()`).
@@ -97,6 +136,20 @@ pub enum Write {
     },
     /// Delete every row that holds nothing at `now_ms`.
     Prune { now_ms: u64 },
+    /// Store an away member (its attachment's JSON, `crate::room::Member`).
+    Away { peer: String, member: String },
+    /// Forget an away member's row.
+    Back { peer: String },
+    /// Keep one frame for `peer`.
+    Keep {
+        peer: String,
+        seq: u64,
+        text: String,
+    },
+    /// Drop `peer`'s kept frames up to `seq`.
+    DropKept { peer: String, through: u64 },
+    /// Drop all of `peer`'s kept frames.
+    ForgetKept { peer: String },
 }
 
 impl Write {
@@ -117,6 +170,27 @@ impl Write {
                 ],
             ),
             Write::Prune { now_ms } => (PRUNE, vec![SqlValue::Integer(stored(*now_ms))]),
+            Write::Away { peer, member } => (
+                UPSERT_AWAY,
+                vec![SqlValue::Text(peer.clone()), SqlValue::Text(member.clone())],
+            ),
+            Write::Back { peer } => (DELETE_AWAY, vec![SqlValue::Text(peer.clone())]),
+            Write::Keep { peer, seq, text } => (
+                INSERT_KEPT,
+                vec![
+                    SqlValue::Text(peer.clone()),
+                    SqlValue::Integer(stored(*seq)),
+                    SqlValue::Text(text.clone()),
+                ],
+            ),
+            Write::DropKept { peer, through } => (
+                DELETE_KEPT_THROUGH,
+                vec![
+                    SqlValue::Text(peer.clone()),
+                    SqlValue::Integer(stored(*through)),
+                ],
+            ),
+            Write::ForgetKept { peer } => (DELETE_KEPT, vec![SqlValue::Text(peer.clone())]),
         }
     }
 }
@@ -130,6 +204,21 @@ pub struct Row {
     pub connect_level: i64,
     pub connect_at_ms: i64,
     pub quiet_at_ms: i64,
+}
+
+/// One row of [`LOAD_AWAY`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AwayRow {
+    pub peer: String,
+    pub member: String,
+}
+
+/// One row of [`LOAD_KEPT`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct KeptRow {
+    pub peer: String,
+    pub seq: i64,
+    pub text: String,
 }
 
 /// The in-memory state from every row of [`LOAD`]. Tolerant: a negative integer reads as 0 and

@@ -27,7 +27,9 @@ fn a_valid_token_yields_the_identity() {
         identity,
         Identity {
             sub: "alice".into(),
-            rooms: Some(vec!["lobby".into()])
+            rooms: Some(vec!["lobby".into()]),
+            // `exp` plus the 60 s leeway: when a connection on this token ends (v1.1 §4).
+            expires_ms: (NOW_S as u64 + 600 + 60) * 1000,
         }
     );
 }
@@ -185,6 +187,7 @@ fn may_enter(rooms: Option<&[&str]>, room: &str) -> Result<(), AuthError> {
     Identity {
         sub: "a".into(),
         rooms: rooms.map(|r| r.iter().map(|s| s.to_string()).collect()),
+        expires_ms: 0,
     }
     .may_enter(&RoomId::parse(room).unwrap())
 }

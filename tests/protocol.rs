@@ -216,9 +216,7 @@ fn user_hash_is_stable_salted_and_does_not_reveal_the_sub() {
 fn relayed_text(h: &mut Harness, a: &PeerId, b: &PeerId, text: &str) -> String {
     let effects = h.room.on_text(a, text, h.now, &mut h.ids);
     match effects.as_slice() {
-        [edgesignal::room::Effect::Send { to, frame }] if to == std::slice::from_ref(b) => {
-            frame.to_text()
-        }
+        [edgesignal::room::Effect::Deliver { to, text }] if to == b => text.clone(),
         other => panic!("expected one send to B, got {other:?}"),
     }
 }

@@ -11,23 +11,25 @@ use serde_json::json;
 fn newcomer_gets_joined_with_the_others_oldest_first_and_others_get_peer_joined() {
     let mut h = Harness::new("lobby");
     let a = h.join("user-a");
+    let token = h.token_of(&a);
     assert_eq!(
         h.one(&a),
-        json!({"type":"joined","roomId":"lobby","peerId":a,"peers":[]})
+        json!({"type":"joined","roomId":"lobby","peerId":a,"peers":[],"resumed":false,"resumeToken":token})
     );
     let b = h.join("user-b");
     let c = h.join("user-c");
+    // The member that was there first is polite toward the newcomer (v1.1 §4).
     assert_eq!(
         h.take(&a),
         vec![
-            json!({"type":"peer_joined","roomId":"lobby","peerId":b,"metadata":{}}),
-            json!({"type":"peer_joined","roomId":"lobby","peerId":c,"metadata":{}}),
+            json!({"type":"peer_joined","roomId":"lobby","peerId":b,"metadata":{},"status":"available","polite":true}),
+            json!({"type":"peer_joined","roomId":"lobby","peerId":c,"metadata":{},"status":"available","polite":true}),
         ]
     );
     let joined = h.take(&c).remove(0);
     assert_eq!(
         joined["peers"],
-        json!([{"peerId":a,"metadata":{}},{"peerId":b,"metadata":{}}])
+        json!([{"peerId":a,"metadata":{},"status":"available","polite":false},{"peerId":b,"metadata":{},"status":"available","polite":false}])
     );
 }
 
@@ -139,7 +141,7 @@ fn join_with_new_metadata_tells_the_others_once_and_persists_it() {
     );
     assert_eq!(
         h.one(&a),
-        json!({"type":"peer_updated","roomId":"lobby","peerId":b,"metadata":{"name":"Bea"}})
+        json!({"type":"peer_updated","roomId":"lobby","peerId":b,"metadata":{"name":"Bea"},"status":"available"})
     );
     assert_eq!(h.one(&b)["type"], "joined");
     assert_eq!(h.persisted.len(), 1);
@@ -155,7 +157,7 @@ fn join_with_new_metadata_tells_the_others_once_and_persists_it() {
     let c = h.join("c");
     assert_eq!(
         h.take(&c)[0]["peers"],
-        json!([{"peerId":a,"metadata":{}},{"peerId":b,"metadata":{"name":"Bea"}}])
+        json!([{"peerId":a,"metadata":{},"status":"available","polite":false},{"peerId":b,"metadata":{"name":"Bea"},"status":"available","polite":false}])
     );
 }
 
@@ -187,8 +189,8 @@ fn leave_tells_the_others_closes_with_1000_and_a_second_leave_is_a_no_op() {
 }
 
 #[test]
-fn abrupt_disconnect_is_peer_left_disconnect_and_the_close_is_answered() {
-    let mut h = Harness::new("lobby");
+fn with_a_grace_of_0_an_abrupt_disconnect_is_peer_left_disconnect_and_the_close_is_answered() {
+    let mut h = Harness::with_limits("lobby", common::V1);
     let (a, b) = (h.join("a"), h.join("b"));
     h.take(&a);
     h.take(&b);
@@ -212,7 +214,7 @@ fn abrupt_disconnect_is_peer_left_disconnect_and_the_close_is_answered() {
 
 #[test]
 fn a_peer_that_left_cannot_relay_or_be_relayed_to() {
-    let mut h = Harness::new("lobby");
+    let mut h = Harness::with_limits("lobby", common::V1);
     let (a, b) = (h.join("a"), h.join("b"));
     h.take(&a);
     h.take(&b);
@@ -231,7 +233,7 @@ fn a_peer_that_left_cannot_relay_or_be_relayed_to() {
 fn room_full_refuses_the_next_peer_with_1013_and_members_hear_nothing() {
     let limits = RoomLimits {
         max_peers: 2,
-        ..common::LIMITS
+        ..common::V1
     };
     let mut h = Harness::with_limits("small", limits);
     let (a, b) = (h.join("a"), h.join("b"));
@@ -289,7 +291,7 @@ fn a_ping_the_runtime_did_not_catch_gets_pong() {
 fn a_rebuilt_room_is_the_same_room() {
     // What the Durable Object does after eviction: rebuild from the sockets' attachments, which
     // come back in any order.
-    let mut h = Harness::new("lobby");
+    let mut h = Harness::with_limits("lobby", common::V1);
     let (a, b, c) = (h.join("a"), h.join("b"), h.join("c"));
     h.json(
         &b,
@@ -298,7 +300,7 @@ fn a_rebuilt_room_is_the_same_room() {
     h.close(&a, 1000);
     let mut members: Vec<_> = h.room.members().to_vec();
     members.reverse();
-    let rebuilt = Room::rebuild(RoomId::parse("lobby").unwrap(), common::LIMITS, members);
+    let rebuilt = Room::rebuild(RoomId::parse("lobby").unwrap(), common::V1, members);
     assert_eq!(rebuilt.members(), h.room.members());
     h.room = rebuilt;
     for p in [&b, &c] {
@@ -309,7 +311,7 @@ fn a_rebuilt_room_is_the_same_room() {
     let d = h.join("d");
     assert_eq!(
         h.take(&d)[0]["peers"],
-        json!([{"peerId":b,"metadata":{"n":2}},{"peerId":c,"metadata":{}}])
+        json!([{"peerId":b,"metadata":{"n":2},"status":"available","polite":false},{"peerId":c,"metadata":{},"status":"available","polite":false}])
     );
     // Admission order continues after the rebuild.
     assert!(h.room.member(&d).unwrap().seq > h.room.member(&c).unwrap().seq);

@@ -29,14 +29,39 @@ use worker::{Env, Response, Result, SqlStorageValue, State, WebSocket, WebSocket
 
 use super::entry::with_protocol;
 use super::{json_response, log, now_ms};
-use crate::config::{room_limits, ConfigError};
-use crate::edge::{error_body, ForwardedIdentity, IDENTITY_HEADER};
-use crate::error::ErrorCode;
-use crate::id::{ulid, CountingUlids, IdSource};
+use crate::config::{edge_config, room_limits, ConfigError, EdgeConfig};
+use crate::edge::{error_body, verify_refresh, ForwardedIdentity, IDENTITY_HEADER};
+use crate::error::{close, ErrorCode};
+use crate::id::{ulid, CountingUlids, IdSource, TokenGrant};
 use crate::protocol::{PeerId, RoomId, PING_TEXT, PONG_TEXT};
 use crate::rate::Identities;
-use crate::room::{Admission, Effect, Member, Room as CoreRoom, RoomLimits};
-use crate::storage::{load_rows, Row, SqlValue, Write, EXISTS, LOAD, SCHEMA};
+use crate::room::{Admission, Arrival, Effect, Member, Room as CoreRoom, RoomLimits};
+use crate::schedule::Alarm;
+use crate::storage::{
+    load_rows, AwayRow, KeptRow, Row, SqlValue, Write, EXISTS, LOAD, LOAD_AWAY, LOAD_KEPT, SCHEMA,
+    TABLES,
+};
+
+#[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
+extern "C" {
+    /// `state.getWebSocketAutoResponseTimestamp(ws)`: when the runtime last answered this
+    /// socket's ping without waking the object (a `Date`), or `null`. Not in worker-sys.
+    type RawState;
+    #[wasm_bindgen(method, js_name = getWebSocketAutoResponseTimestamp)]
+    fn get_websocket_auto_response_timestamp(
+        this: &RawState,
+        ws: &worker::web_sys::WebSocket,
+    ) -> JsValue;
+
+    /// The raw `state.storage`, for `setAlarm(time, {allowUnconfirmed: true})`.
+    type RawStorage;
+    #[wasm_bindgen(method, catch, js_name = setAlarm)]
+    fn set_alarm(
+        this: &RawStorage,
+        at_ms: f64,
+        options: &JsValue,
+    ) -> std::result::Result<JsValue, JsValue>;
+}
 
 /// `WebSocket.OPEN`.
 const OPEN: u16 = 1;
@@ -60,7 +85,13 @@ struct Attachment {
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
 pub struct Room {
     state: State,
+    /// The raw state, for what workers-rs does not wrap.
+    raw_state: worker::worker_sys::DurableObjectState,
     limits: std::result::Result<RoomLimits, ConfigError>,
+    /// The edge's token settings, to check `refresh` frames.
+    edge: std::result::Result<EdgeConfig, ConfigError>,
+    /// The one alarm, as far as this wake knows it.
+    alarm: std::cell::Cell<Alarm>,
     /// Rebuilt from the sockets in the constructor; `None` until the room id is known.
     room: RefCell<Option<CoreRoom>>,
     /// The members' open sockets, rebuilt with `room`.
@@ -90,6 +121,10 @@ impl Sockets {
             .map(|(p, _)| p)
     }
 
+    fn iter(&self) -> impl Iterator<Item = &(PeerId, WebSocket)> {
+        self.0.iter()
+    }
+
     fn insert(&mut self, peer: PeerId, ws: WebSocket) {
         self.remove(&peer);
         self.0.push((peer, ws));
@@ -103,9 +138,13 @@ impl Sockets {
 impl Room {
     /// Constructs the object: reads its limits, sets the ping auto-response, and rebuilds the
     /// room from its sockets and storage (after an eviction, or empty for a new room).
-    fn new(state: State, env: Env) -> Self {
+    fn new(raw_state: worker::worker_sys::DurableObjectState, env: Env) -> Self {
         console_error_panic_hook::set_once();
+        let state = State::from(worker::wasm_bindgen::JsCast::unchecked_into::<
+            worker::worker_sys::DurableObjectState,
+        >(JsValue::from(raw_state.clone())));
         let limits = room_limits(|name| env.var(name).ok().map(|v| v.to_string()));
+        let edge = edge_config(|name| env.var(name).ok().map(|v| v.to_string()));
         if let Ok(pair) =
             worker::worker_sys::WebSocketRequestResponsePair::new(PING_TEXT, PONG_TEXT)
         {
@@ -113,7 +152,10 @@ impl Room {
         }
         let this = Room {
             state,
+            raw_state,
             limits,
+            edge,
+            alarm: std::cell::Cell::new(Alarm::default()),
             room: RefCell::new(None),
             sockets: RefCell::new(Sockets::default()),
             correlation_ids: RefCell::new(CountingUlids::new(random_bytes())),
@@ -151,16 +193,33 @@ impl Room {
         let pair = WebSocketPair::new()?;
         let admission = {
             let mut slot = self.room.borrow_mut();
-            let room = slot.get_or_insert_with(|| {
-                CoreRoom::rebuild(room_id.clone(), *limits, [])
-                    .with_identities(self.load_identities())
-            });
+            let room =
+                slot.get_or_insert_with(|| self.load_room(room_id.clone(), *limits, Vec::new()));
             let now = now_ms();
-            room.admit(identity.user, now, &mut self.ids(now))
+            let arrival = Arrival {
+                user: identity.user,
+                expires_ms: identity.expires_ms,
+                resume: identity.resume,
+            };
+            room.admit(arrival, now, &mut self.ids(now))
         };
         match admission {
-            Admission::Accepted { member, effects } => {
+            Admission::Accepted {
+                member,
+                effects,
+                resumed,
+            } => {
                 let (peer, user) = (member.peer_id.clone(), member.user.clone());
+                if resumed {
+                    // The new socket takes the peer's place; the old one, if still open, is
+                    // told why. Its close event then finds an older connection number.
+                    let old = self.sockets.borrow().get(&peer).cloned();
+                    self.sockets.borrow_mut().remove(&peer);
+                    if let Some(old) = old {
+                        let _ =
+                            old.close(Some(close::REPLACED), Some("replaced by a resumed session"));
+                    }
+                }
                 self.state
                     .accept_websocket_with_tags(&pair.server, &[peer.as_str()]);
                 let attached = attach(
@@ -179,9 +238,14 @@ impl Room {
                     .borrow_mut()
                     .insert(peer.clone(), pair.server.clone());
                 let rows_written = self.apply(effects, None);
+                self.plan_alarm();
                 log(
                     "info",
-                    "peer_joined",
+                    if resumed {
+                        "peer_resumed"
+                    } else {
+                        "peer_joined"
+                    },
                     json!({
                         "room": room_id.as_str(),
                         "peer": peer.as_str(),
@@ -221,7 +285,43 @@ impl Room {
 impl Room {
     #[wasm_bindgen(constructor)]
     pub fn js_new(state: worker::worker_sys::DurableObjectState, env: Env) -> Room {
-        Room::new(State::from(state), env)
+        Room::new(state, env)
+    }
+
+    /// The room's one alarm: everything due (heartbeat sweep, grace ends, token deadlines, the
+    /// flush), then the next alarm.
+    #[wasm_bindgen(js_name = alarm)]
+    pub fn js_alarm(&self) {
+        let mut alarm = self.alarm.get();
+        alarm.fired();
+        self.alarm.set(alarm);
+        let now = now_ms();
+        let pings: Vec<(PeerId, u64)> = self
+            .sockets
+            .borrow()
+            .iter()
+            .filter_map(|(peer, ws)| {
+                let raw: &RawState = worker::wasm_bindgen::JsCast::unchecked_ref(&self.raw_state);
+                let at = raw.get_websocket_auto_response_timestamp(ws.as_ref());
+                if at.is_null() || at.is_undefined() {
+                    return None;
+                }
+                let at = worker::js_sys::Date::from(at).get_time();
+                (at.is_finite() && at > 0.0).then(|| (peer.clone(), at as u64))
+            })
+            .collect();
+        let effects = match self.room.borrow_mut().as_mut() {
+            Some(room) => room.on_alarm(now, &pings),
+            None => Vec::new(),
+        };
+        let count = effects.len();
+        let rows_written = self.apply(effects, None);
+        log(
+            "info",
+            "room_alarm",
+            json!({ "effects": count, "rowsWritten": rows_written }),
+        );
+        self.plan_alarm();
     }
 
     /// Synchronous, and on the raw request: nothing here awaits, and converting to workers-rs'
@@ -240,7 +340,8 @@ impl Room {
     #[wasm_bindgen(js_name = webSocketMessage)]
     pub fn js_websocket_message(&self, ws: worker::web_sys::WebSocket, message: JsValue) {
         let ws = WebSocket::from(ws);
-        let Some(peer) = self.peer_of(&ws) else {
+        // Only the peer's current socket speaks for it: one that a resume replaced is ignored.
+        let Some(peer) = self.sockets.borrow().peer_of(&ws).cloned() else {
             return;
         };
         let text = message.as_string();
@@ -256,8 +357,10 @@ impl Room {
             None => Vec::new(),
         };
         let rows_written = self.apply(effects, Some((&peer, &ws)));
+        self.plan_alarm();
         if rows_written > 0 {
-            // Only abuse (a new strike second, a ban) writes while a frame is handled.
+            // Abuse (a new strike second, a ban), frames kept for an away peer, and acks of
+            // frames already stored write while a frame is handled.
             log(
                 "info",
                 "storage_write",
@@ -301,9 +404,7 @@ impl Room {
             }
         }
         let room = match (room_id, self.limits.as_ref()) {
-            (Some(id), Ok(limits)) => Some(
-                CoreRoom::rebuild(id, *limits, members).with_identities(self.load_identities()),
-            ),
+            (Some(id), Ok(limits)) => Some(self.load_room(id, *limits, members)),
             _ => None,
         };
         *self.room.borrow_mut() = room;
@@ -315,22 +416,36 @@ impl Room {
     fn ids(&self, now_ms: u64) -> RoomIds<'_> {
         RoomIds {
             correlation_ids: &self.correlation_ids,
+            edge: self.edge.as_ref().ok(),
             now_ms,
         }
     }
 
     fn closed(&self, ws: &WebSocket, code: u16) {
-        let Some(peer) = self.peer_of(ws) else {
-            return;
+        // The current socket of a peer is in the index; any other (replaced by a resume, or
+        // closed by the server already) says which connection it was in its attachment.
+        let current = self.sockets.borrow().peer_of(ws).cloned();
+        let (peer, conn) = match current {
+            Some(peer) => (peer, None),
+            None => match attachment_of(ws) {
+                Some(attachment) => (attachment.member.peer_id, Some(attachment.member.conn)),
+                None => match self.peer_of(ws) {
+                    Some(peer) => (peer, None),
+                    None => return,
+                },
+            },
         };
         let effects = match self.room.borrow_mut().as_mut() {
             Some(room) => {
-                let was_member = room.member(&peer).is_some();
-                let effects = room.on_close(&peer, code);
-                if was_member {
+                let was_connected = room
+                    .member(&peer)
+                    .is_some_and(|m| m.away.is_none() && conn.is_none_or(|c| c == m.conn));
+                let effects = room.on_close(&peer, conn, code, now_ms());
+                if was_connected {
+                    let away = room.member(&peer).is_some();
                     log(
                         "info",
-                        "peer_left",
+                        if away { "peer_away" } else { "peer_left" },
                         json!({ "room": room.id().as_str(), "peer": peer.as_str(), "code": code }),
                     );
                 }
@@ -339,6 +454,40 @@ impl Room {
             None => Vec::new(),
         };
         self.apply(effects, Some((&peer, ws)));
+        self.plan_alarm();
+    }
+
+    /// Sets the runtime's alarm when the room's next deadline is earlier than the one pending.
+    /// `allowUnconfirmed`: outgoing frames do not wait for the alarm's write (losing it to a
+    /// crash loses nothing a crash would not lose anyway).
+    fn plan_alarm(&self) {
+        let next = self
+            .room
+            .borrow()
+            .as_ref()
+            .and_then(CoreRoom::next_deadline);
+        let mut alarm = self.alarm.get();
+        if let Some(at) = alarm.plan(next) {
+            let storage: RawStorage = match self.raw_state.storage() {
+                Ok(storage) => worker::wasm_bindgen::JsCast::unchecked_into(storage),
+                Err(_) => return,
+            };
+            let options = worker::js_sys::Object::new();
+            let _ = worker::js_sys::Reflect::set(
+                &options,
+                &JsValue::from_str("allowUnconfirmed"),
+                &JsValue::TRUE,
+            );
+            if let Err(e) = storage.set_alarm(at as f64, &options) {
+                log(
+                    "error",
+                    "alarm_error",
+                    json!({ "message": format!("{e:?}") }),
+                );
+                alarm = Alarm::default();
+            }
+        }
+        self.alarm.set(alarm);
     }
 
     /// The peer id of `ws`: from the index, else (a socket that already left it) its first tag.
@@ -366,6 +515,12 @@ impl Room {
         };
         for effect in effects {
             match effect {
+                Effect::Deliver { to, text } => {
+                    if let Some(ws) = self.sockets.borrow().get(&to) {
+                        // A send fails only on a socket that closed meanwhile.
+                        let _ = ws.send_with_str(&text);
+                    }
+                }
                 Effect::Send { to, frame } => {
                     let text = frame.into_text();
                     let sockets = self.sockets.borrow();
@@ -409,20 +564,59 @@ impl Room {
         rows_written
     }
 
-    /// Reads the stored identities, once per wake, so no frame ever reads storage; prunes the
-    /// rows that hold nothing any more. A room that never stored anything has no table, and
-    /// its wake costs one query.
-    fn load_identities(&self) -> Identities {
+    /// The room from its connected `members` (the sockets' attachments) and what storage
+    /// holds: away members, kept frames, identities. Read once per wake, so no frame ever
+    /// reads storage. A room that never stored anything has no tables, and its wake costs one
+    /// query.
+    fn load_room(&self, id: RoomId, limits: RoomLimits, members: Vec<Member>) -> CoreRoom {
         let sql = self.state.storage().sql();
-        let read = |statement: &str| sql.exec(statement, None);
-        let exists = read(EXISTS)
+        let tables = sql
+            .exec(EXISTS, None)
             .and_then(|cursor| cursor.one::<TableCount>())
-            .is_ok_and(|count| count.n > 0);
-        if !exists {
-            return Identities::default();
+            .map_or(0, |count| count.n);
+        if tables == 0 {
+            return CoreRoom::rebuild(id, limits, members);
+        }
+        if tables < TABLES {
+            // Made by an older version: add what is missing now, before anything is read.
+            self.schema_ready.set(false);
+            self.ensure_schema();
         }
         self.schema_ready.set(true);
-        let rows = read(LOAD)
+        let read = |statement: &str| sql.exec(statement, None);
+        let failed = |e: worker::Error| {
+            log(
+                "error",
+                "storage_error",
+                json!({ "message": e.to_string() }),
+            );
+        };
+        let away: Vec<Member> = read(LOAD_AWAY)
+            .and_then(|cursor| cursor.to_array::<AwayRow>())
+            .map_err(failed)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|row| !members.iter().any(|m| m.peer_id.as_str() == row.peer))
+            .filter_map(|row| serde_json::from_str::<Member>(&row.member).ok())
+            .collect();
+        let kept: Vec<(String, u64, String)> = read(LOAD_KEPT)
+            .and_then(|cursor| cursor.to_array::<KeptRow>())
+            .map_err(failed)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| (row.peer, u64::try_from(row.seq).unwrap_or(0), row.text))
+            .collect();
+        let room = CoreRoom::rebuild(id, limits, members.into_iter().chain(away))
+            .with_kept(kept)
+            .with_identities(self.load_identities());
+        room
+    }
+
+    /// Reads the stored identities and prunes the rows that hold nothing any more.
+    fn load_identities(&self) -> Identities {
+        let sql = self.state.storage().sql();
+        let rows = sql
+            .exec(LOAD, None)
             .and_then(|cursor| cursor.to_array::<Row>())
             .unwrap_or_else(|e| {
                 log(
@@ -445,20 +639,26 @@ impl Room {
         identities
     }
 
+    /// Creates the schema once per wake, before the first write.
+    fn ensure_schema(&self) {
+        if self.schema_ready.replace(true) {
+            return;
+        }
+        for statement in SCHEMA {
+            if let Err(e) = self.state.storage().sql().exec(statement, None) {
+                log(
+                    "error",
+                    "storage_error",
+                    json!({ "message": e.to_string() }),
+                );
+            }
+        }
+    }
+
     /// Runs one write; answers the rows it wrote. A failed write is logged: the limit it
     /// records then holds in memory until the object is evicted.
     fn store(&self, write: &Write) -> usize {
-        if !self.schema_ready.replace(true) {
-            for statement in SCHEMA {
-                if let Err(e) = self.state.storage().sql().exec(statement, None) {
-                    log(
-                        "error",
-                        "storage_error",
-                        json!({ "message": e.to_string() }),
-                    );
-                }
-            }
-        }
+        self.ensure_schema();
         let (statement, values) = write.statement();
         let bindings = values
             .into_iter()
@@ -507,6 +707,7 @@ fn is_open(ws: &WebSocket) -> bool {
 /// The core's [`IdSource`] in the Worker.
 struct RoomIds<'a> {
     correlation_ids: &'a RefCell<CountingUlids>,
+    edge: Option<&'a EdgeConfig>,
     /// The event's time (the runtime's clock stands still within an event).
     now_ms: u64,
 }
@@ -518,6 +719,25 @@ impl IdSource for RoomIds<'_> {
 
     fn next_peer_id(&mut self) -> PeerId {
         PeerId::from_server(ulid(self.now_ms, random_bytes()))
+    }
+
+    /// 160 random bits, as 32 Crockford base32 characters.
+    fn next_secret(&mut self) -> String {
+        let (a, b) = (random_bytes(), random_bytes());
+        let mut secret = ulid(0, a)[10..].to_owned();
+        secret.push_str(&ulid(0, b)[10..]);
+        secret
+    }
+
+    fn verify_refresh(
+        &mut self,
+        token: &str,
+        room: &RoomId,
+    ) -> std::result::Result<TokenGrant, String> {
+        let edge = self
+            .edge
+            .ok_or_else(|| "the server cannot check tokens (misconfigured)".to_owned())?;
+        verify_refresh(edge, token, room, self.now_ms).map_err(|e| e.message().to_owned())
     }
 }
 

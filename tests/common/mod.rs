@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use edgesignal::id::IdSource;
+use edgesignal::presence::PresenceLimits;
 use edgesignal::protocol::{PeerId, RoomId};
 use edgesignal::rate::Identities;
 use edgesignal::rate::RateLimits;
-use edgesignal::room::{Admission, Effect, Room, RoomLimits};
+use edgesignal::room::{Admission, Arrival, Effect, Room, RoomLimits};
 use edgesignal::storage::{load_rows, Row, SqlValue, Write, PRUNE, UPSERT};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -31,6 +32,16 @@ pub const LIMITS: RoomLimits = RoomLimits {
     max_peers: 8,
     max_frame_bytes: 64 * 1024,
     rate: RateLimits::DEFAULT,
+    presence: PresenceLimits::DEFAULT,
+};
+
+/// Protocol v1's presence: no grace (an abrupt disconnect is `peer_left` at once).
+pub const V1: RoomLimits = RoomLimits {
+    presence: PresenceLimits {
+        resume_grace_ms: 0,
+        ..PresenceLimits::DEFAULT
+    },
+    ..LIMITS
 };
 
 /// A room plus what each fake peer has received and how its socket was closed.
@@ -45,6 +56,14 @@ pub struct Harness {
     pub stored: Vec<Write>,
     /// The fake clock, in ms since the epoch; tests move it forward.
     pub now: u64,
+    /// Every frame each peer received, as sent (`seq` included), never taken.
+    pub raw: BTreeMap<PeerId, Vec<Value>>,
+    /// The `seq` of each sequenced frame each peer received, in order.
+    pub seqs: BTreeMap<PeerId, Vec<u64>>,
+    /// Peers whose previous socket a resume replaced (closed 4409).
+    pub replaced: Vec<PeerId>,
+    /// Alarms fired.
+    pub alarms: u64,
 }
 
 impl Harness {
@@ -61,6 +80,10 @@ impl Harness {
             persisted: Vec::new(),
             stored: Vec::new(),
             now: NOW_MS,
+            raw: BTreeMap::new(),
+            seqs: BTreeMap::new(),
+            replaced: Vec::new(),
+            alarms: 0,
         }
     }
 
@@ -71,11 +94,26 @@ impl Harness {
 
     /// Admits `user`, or answers the refusal's error frame and close code.
     pub fn try_join(&mut self, user: &str) -> Result<PeerId, (Value, u16)> {
-        match self.room.admit(user.to_owned(), self.now, &mut self.ids) {
-            Admission::Accepted { member, effects } => {
+        self.try_arrive(Arrival::new(user)).map(|(peer, _)| peer)
+    }
+
+    /// Admits an arrival (a resume attempt, a token deadline); answers the peer and whether it
+    /// resumed, or the refusal's error frame and close code. A resumed peer's previous socket is
+    /// closed 4409 here, as the glue does.
+    pub fn try_arrive(&mut self, arrival: Arrival) -> Result<(PeerId, bool), (Value, u16)> {
+        match self.room.admit(arrival, self.now, &mut self.ids) {
+            Admission::Accepted {
+                member,
+                effects,
+                resumed,
+            } => {
+                if resumed && !self.closed.contains_key(&member.peer_id) {
+                    self.replaced.push(member.peer_id.clone());
+                }
+                self.closed.remove(&member.peer_id);
                 self.inbox.insert(member.peer_id.clone(), Vec::new());
                 self.apply(effects);
-                Ok(member.peer_id)
+                Ok((member.peer_id, resumed))
             }
             Admission::Refused { frame, code, .. } => {
                 Err((serde_json::from_str(&frame.to_text()).unwrap(), code))
@@ -91,6 +129,39 @@ impl Harness {
         }
     }
 
+    /// The resume token `peer` last received in `joined`.
+    pub fn token_of(&self, peer: &PeerId) -> String {
+        self.room.member(peer).unwrap().resume_token()
+    }
+
+    /// Reconnects `user` with `token`; panics if refused.
+    pub fn resume(&mut self, user: &str, token: &str) -> (PeerId, bool) {
+        let arrival = Arrival {
+            resume: Some(token.to_owned()),
+            ..Arrival::new(user)
+        };
+        self.try_arrive(arrival).expect("admitted")
+    }
+
+    /// The runtime's alarm at the current time, with the given auto-response timestamps.
+    pub fn alarm(&mut self, pings: &[(PeerId, u64)]) {
+        self.alarms += 1;
+        let effects = self.room.on_alarm(self.now, pings);
+        self.apply(effects);
+    }
+
+    /// Moves the clock to the next deadline (if any within `limit_ms`) and fires the alarm.
+    pub fn run_until_idle_or(&mut self, limit_ms: u64) -> bool {
+        match self.room.next_deadline() {
+            Some(at) if at <= self.now + limit_ms => {
+                self.now = self.now.max(at);
+                self.alarm(&[]);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn text(&mut self, from: &PeerId, text: &str) {
         let effects = self.room.on_text(from, text, self.now, &mut self.ids);
         self.apply(effects);
@@ -101,17 +172,35 @@ impl Harness {
     }
 
     pub fn close(&mut self, peer: &PeerId, code: u16) {
-        let effects = self.room.on_close(peer, code);
+        let effects = self.room.on_close(peer, None, code, self.now);
         self.apply(effects);
     }
 
     pub fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
+                Effect::Deliver { to, text } => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    assert!(
+                        !self.closed.contains_key(&to),
+                        "sent {value} to closed peer {to:?}"
+                    );
+                    let seq = value["seq"].as_u64().expect("a delivered frame has a seq");
+                    self.seqs.entry(to.clone()).or_default().push(seq);
+                    self.raw.entry(to.clone()).or_default().push(value.clone());
+                    let mut value = value;
+                    value.as_object_mut().unwrap().remove("seq");
+                    self.inbox.entry(to).or_default().push(value);
+                }
                 Effect::Send { to, frame } => {
                     // Round-trip through the wire text, as a client would see it.
                     let value: Value = serde_json::from_str(&frame.to_text()).unwrap();
+                    assert!(value.get("seq").is_none(), "{value} is not sequenced");
                     for peer in to {
+                        self.raw
+                            .entry(peer.clone())
+                            .or_default()
+                            .push(value.clone());
                         assert!(
                             !self.closed.contains_key(&peer),
                             "sent {value} to closed peer {peer:?}"
