@@ -70,7 +70,7 @@ pub struct Cursor {
 
 impl Cursor {
     /// Takes the next `seq`.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_seq(&mut self) -> u64 {
         self.sent += 1;
         self.sent
     }

@@ -1144,7 +1144,7 @@ impl Room {
     ) {
         let capacity = self.limits.presence.resume_buffer_frames;
         let member = &mut self.members[index];
-        let seq = member.cursor.next();
+        let seq = member.cursor.next_seq();
         let text = with_seq(text, seq);
         let away = member.away.is_some();
         let peer = &member.peer_id;
@@ -1158,7 +1158,7 @@ impl Room {
             }
             let overflow = self.live[index].outbox.keep(
                 seq,
-                if away { String::new() } else { text.clone() },
+                text.clone(),
                 now_ms,
                 away,
                 capacity,
