@@ -75,8 +75,8 @@ impl Cursor {
         self.sent
     }
 
-    /// Records that kept frame `seq` was dropped for overflow.
-    fn lose(&mut self, seq: u64) {
+    /// Records that kept frame `seq` was dropped for overflow (or never kept).
+    pub fn lose(&mut self, seq: u64) {
         self.lost = Some(match self.lost {
             Some((from, _)) => (from, seq),
             None => (seq, seq),

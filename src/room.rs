@@ -386,6 +386,8 @@ impl Room {
         };
         self.broadcast(&mut effects, &peer, &frame, now_ms);
         self.warn_if_expiring(&mut effects, index, now_ms);
+        // The socket's attachment is this member as it is now.
+        self.live[index].dirty_since = None;
         Admission::Accepted {
             member: self.members[index].clone(),
             effects,
@@ -452,6 +454,7 @@ impl Room {
             self.broadcast(&mut effects, &peer, &frame, now_ms);
         }
         self.warn_if_expiring(&mut effects, index, now_ms);
+        self.live[index].dirty_since = None;
         Admission::Accepted {
             member: self.members[index].clone(),
             effects,
@@ -842,9 +845,30 @@ impl Room {
         deadlines
     }
 
-    /// The earliest deadline: when the room's one alarm must fire.
+    /// The earliest deadline: when the room's one alarm must fire. The same as the earliest of
+    /// [`Room::deadlines`], without building them (it runs after every event).
     pub fn next_deadline(&self) -> Option<u64> {
-        earliest(&self.deadlines())
+        let presence = self.limits.presence;
+        let mut next = self.sweep_at();
+        let mut consider = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
+        for (member, live) in self.members.iter().zip(&self.live) {
+            match (member.away, member.expires_ms) {
+                (Some(away), _) => consider(away.since_ms.saturating_add(presence.resume_grace_ms)),
+                (None, Some(deadline)) if !member.warned => {
+                    consider(deadline.saturating_sub(presence.token_expiry_warning_ms));
+                }
+                (None, Some(deadline)) => consider(deadline),
+                (None, None) => {}
+            }
+            if let Some(since) = live.dirty_since {
+                consider(since + FLUSH_DELAY_MS);
+            }
+            if let Some(since) = live.outbox.pending_since() {
+                consider(since + FLUSH_DELAY_MS);
+            }
+        }
+        debug_assert_eq!(next, earliest(&self.deadlines()));
+        next
     }
 
     /// The next heartbeat sweep: when the stalest connected socket would have been silent for
@@ -1148,6 +1172,10 @@ impl Room {
         let text = with_seq(text, seq);
         let away = member.away.is_some();
         let peer = &member.peer_id;
+        if keep && capacity == 0 {
+            // Nothing is kept: a resume can only report it as lost.
+            member.cursor.lose(seq);
+        }
         if keep && capacity > 0 {
             if away {
                 effects.push(Effect::Store(Write::Keep {

@@ -606,10 +606,9 @@ impl Room {
             .into_iter()
             .map(|row| (row.peer, u64::try_from(row.seq).unwrap_or(0), row.text))
             .collect();
-        let room = CoreRoom::rebuild(id, limits, members.into_iter().chain(away))
+        CoreRoom::rebuild(id, limits, members.into_iter().chain(away))
             .with_kept(kept)
-            .with_identities(self.load_identities());
-        room
+            .with_identities(self.load_identities())
     }
 
     /// Reads the stored identities and prunes the rows that hold nothing any more.

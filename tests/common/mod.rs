@@ -6,25 +6,79 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use edgesignal::id::IdSource;
+use edgesignal::id::{IdSource, TokenGrant};
 use edgesignal::presence::PresenceLimits;
 use edgesignal::protocol::{PeerId, RoomId};
 use edgesignal::rate::Identities;
 use edgesignal::rate::RateLimits;
-use edgesignal::room::{Admission, Arrival, Effect, Room, RoomLimits};
+use edgesignal::room::{Admission, Arrival, Effect, Member, Room, RoomLimits};
 use edgesignal::storage::{load_rows, Row, SqlValue, Write, PRUNE, UPSERT};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-/// Sequential ids: `PEER00000000000000000000001`, …; deterministic, distinct.
+/// Sequential ids: `ID000000000000000000000001`, …; deterministic, distinct. Refresh tokens
+/// it knows (`grants`) verify to their grant; any other fails as the edge would.
 #[derive(Default)]
-pub struct CountingIds(u64);
+pub struct CountingIds(u64, pub BTreeMap<String, TokenGrant>);
 
 impl IdSource for CountingIds {
     fn next_id(&mut self) -> String {
         self.0 += 1;
         format!("ID{:024}", self.0)
+    }
+
+    fn verify_refresh(&mut self, token: &str, _room: &RoomId) -> Result<TokenGrant, String> {
+        self.1
+            .get(token)
+            .cloned()
+            .ok_or_else(|| "the token is not valid".to_owned())
+    }
+}
+
+/// What the room's storage holds, driven only by the writes the room emits.
+#[derive(Default, Debug)]
+pub struct Durable {
+    pub identity: Table,
+    /// `away` rows: peer → member JSON.
+    pub away: BTreeMap<String, String>,
+    /// `kept` rows: (peer, seq) → text.
+    pub kept: BTreeMap<(String, u64), String>,
+    /// Rows written, as SQLite counts them (a no-op delete writes none).
+    pub rows_written: u64,
+}
+
+impl Durable {
+    pub fn apply(&mut self, write: &Write) {
+        match write {
+            Write::Upsert { .. } | Write::Prune { .. } => {
+                self.rows_written += 1;
+                self.identity.apply(vec![write.clone()]);
+            }
+            Write::Away { peer, member } => {
+                self.rows_written += 1;
+                self.away.insert(peer.clone(), member.clone());
+            }
+            Write::Back { peer } => {
+                self.rows_written += u64::from(self.away.remove(peer).is_some());
+            }
+            Write::Keep { peer, seq, text } => {
+                if !self.kept.contains_key(&(peer.clone(), *seq)) {
+                    self.rows_written += 1;
+                    self.kept.insert((peer.clone(), *seq), text.clone());
+                }
+            }
+            Write::DropKept { peer, through } => {
+                let before = self.kept.len();
+                self.kept.retain(|(p, s), _| !(p == peer && s <= through));
+                self.rows_written += (before - self.kept.len()) as u64;
+            }
+            Write::ForgetKept { peer } => {
+                let before = self.kept.len();
+                self.kept.retain(|(p, _), _| p != peer);
+                self.rows_written += (before - self.kept.len()) as u64;
+            }
+        }
     }
 }
 
@@ -64,6 +118,10 @@ pub struct Harness {
     pub replaced: Vec<PeerId>,
     /// Alarms fired.
     pub alarms: u64,
+    /// Each open socket's attachment, as the runtime would hand it back after an eviction.
+    pub attachments: BTreeMap<PeerId, Member>,
+    /// The room's storage.
+    pub durable: Durable,
 }
 
 impl Harness {
@@ -84,7 +142,36 @@ impl Harness {
             seqs: BTreeMap::new(),
             replaced: Vec::new(),
             alarms: 0,
+            attachments: BTreeMap::new(),
+            durable: Durable::default(),
         }
+    }
+
+    /// What the Durable Object does after the runtime evicted it: the room is rebuilt from the
+    /// open sockets' attachments and from storage, and everything in memory only is gone.
+    pub fn evict(&mut self) {
+        let limits = self.room.limits();
+        let id = self.room.id().clone();
+        let connected: Vec<Member> = self.attachments.values().cloned().collect();
+        let away = self
+            .durable
+            .away
+            .iter()
+            .filter(|(peer, _)| {
+                !connected
+                    .iter()
+                    .any(|m| m.peer_id.as_str() == peer.as_str())
+            })
+            .map(|(_, json)| serde_json::from_str::<Member>(json).unwrap());
+        let kept: Vec<(String, u64, String)> = self
+            .durable
+            .kept
+            .iter()
+            .map(|((peer, seq), text)| (peer.clone(), *seq, text.clone()))
+            .collect();
+        self.room = Room::rebuild(id, limits, connected.clone().into_iter().chain(away))
+            .with_kept(kept)
+            .with_identities(self.durable.identity.load());
     }
 
     /// Moves the fake clock forward by `ms`.
@@ -111,6 +198,8 @@ impl Harness {
                     self.replaced.push(member.peer_id.clone());
                 }
                 self.closed.remove(&member.peer_id);
+                self.attachments
+                    .insert(member.peer_id.clone(), member.clone());
                 self.inbox.insert(member.peer_id.clone(), Vec::new());
                 self.apply(effects);
                 Ok((member.peer_id, resumed))
@@ -209,10 +298,20 @@ impl Harness {
                     }
                 }
                 Effect::Close { peer, code, .. } => {
+                    self.attachments.remove(&peer);
                     self.closed.insert(peer, code);
                 }
-                Effect::Persist { member } => self.persisted.push(member),
-                Effect::Store(write) => self.stored.push(write),
+                Effect::Persist { member } => {
+                    if self.attachments.contains_key(&member.peer_id) {
+                        self.attachments
+                            .insert(member.peer_id.clone(), member.clone());
+                    }
+                    self.persisted.push(member)
+                }
+                Effect::Store(write) => {
+                    self.durable.apply(&write);
+                    self.stored.push(write)
+                }
             }
         }
     }
@@ -268,7 +367,7 @@ pub fn hs256(claims: Value) -> String {
 }
 
 /// The `identity` table as SQLite would hold it, driven only by the statements' bindings.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Table(pub BTreeMap<String, Row>);
 
 impl Table {
