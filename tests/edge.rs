@@ -312,3 +312,64 @@ fn the_path_is_read_from_the_raw_url_string_as_sent() {
     );
     assert_eq!(url_path("https://signal.example/healthz/"), "/healthz/");
 }
+
+#[test]
+fn a_resume_token_is_forwarded_from_the_query_or_the_subprotocol_and_never_answered() {
+    let good = token(json!(["lobby"]));
+    let protocols = format!("signal.v1, bearer.{good}, resume.PEER1.SECRET1");
+    let query = format!("token={good}&resume=PEER2.SECRET2");
+    let cases = [
+        (
+            EdgeRequest {
+                protocols: Some(&protocols),
+                ..ws("/ws/lobby")
+            },
+            Some("PEER1.SECRET1"),
+        ),
+        (
+            EdgeRequest {
+                query: Some(&query),
+                ..ws("/ws/lobby")
+            },
+            Some("PEER2.SECRET2"),
+        ),
+    ];
+    for (req, resume) in cases {
+        match run(req) {
+            EdgeDecision::Forward(identity) => {
+                assert_eq!(identity.resume.as_deref(), resume);
+                // The answer names only signal.v1 (or nothing): never the resume token.
+                assert!(identity
+                    .protocol
+                    .as_deref()
+                    .is_none_or(|p| p == "signal.v1"));
+                // The connection's deadline: exp plus the 60 s leeway.
+                assert_eq!(identity.expires_ms, Some((NOW_S as u64 + 600 + 60) * 1000));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Something that is not one of our tokens in shape is no resume attempt at all.
+    let junk = format!("token={good}&resume=%3Cscript%3E");
+    match run(EdgeRequest {
+        query: Some(&junk),
+        ..ws("/ws/lobby")
+    }) {
+        EdgeDecision::Forward(identity) => assert_eq!(identity.resume, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_refresh_token_is_checked_like_an_upgrade() {
+    use edgesignal::edge::verify_refresh;
+    use edgesignal::protocol::RoomId;
+    let lobby = RoomId::parse("lobby").unwrap();
+    let grant = verify_refresh(&config(), &token(json!(["lobby"])), &lobby, NOW_MS).unwrap();
+    assert_eq!(grant.user, user_hash(SECRET.as_bytes(), "alice"));
+    assert_eq!(grant.expires_ms, (NOW_S as u64 + 660) * 1000);
+    assert!(verify_refresh(&config(), &token(json!(["other"])), &lobby, NOW_MS).is_err());
+    assert!(verify_refresh(&config(), "not.a.jwt", &lobby, NOW_MS).is_err());
+    let expired = hs256(json!({"sub":"alice","exp":NOW_S - 120,"rooms":["lobby"]}));
+    assert!(verify_refresh(&config(), &expired, &lobby, NOW_MS).is_err());
+}

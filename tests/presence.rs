@@ -724,3 +724,29 @@ fn a_resume_is_not_refused_for_a_full_room_but_pays_the_connect_rate() {
     assert!(resumed);
     assert!(h.stored.iter().any(|w| matches!(w, Write::Back { .. })));
 }
+
+#[test]
+fn a_banned_identity_cannot_resume() {
+    let strict = RoomLimits {
+        rate: edgesignal::rate::RateLimits {
+            msg_per_s: 1,
+            msg_burst: 1,
+            abuse_strikes: 1,
+            ..edgesignal::rate::RateLimits::DEFAULT
+        },
+        ..LIMITS
+    };
+    let (mut h, a, b) = pair_with(strict);
+    let token = h.token_of(&a);
+    // Two frames at once: the second is dropped, the one strike bans.
+    h.advance(5_000);
+    offer(&mut h, &a, &b, "1");
+    offer(&mut h, &a, &b, "2");
+    assert_eq!(h.closed.get(&a), Some(&4429));
+    let arrival = Arrival {
+        resume: Some(token),
+        ..Arrival::new("a")
+    };
+    let (frame, code) = h.try_arrive(arrival).unwrap_err();
+    assert_eq!((frame["code"].as_str(), code), (Some("rate_limited"), 4429));
+}
