@@ -1065,6 +1065,7 @@ impl Room {
         live.dirty_since = None;
         effects.push(Effect::Store(Write::Away {
             peer: peer.as_str().to_owned(),
+            room: self.id.as_str().to_owned(),
             member: serde_json::to_string(member).unwrap_or_default(),
         }));
         for (seq, text) in live.outbox.flush(u64::MAX) {
@@ -1122,6 +1123,7 @@ impl Room {
                     },
                     Some(_) => Effect::Store(Write::Away {
                         peer: member.peer_id.as_str().to_owned(),
+                        room: self.id.as_str().to_owned(),
                         member: serde_json::to_string(member).unwrap_or_default(),
                     }),
                 });
@@ -1201,6 +1203,7 @@ impl Room {
                     // The lost range is in the row only: stored with the overflow.
                     effects.push(Effect::Store(Write::Away {
                         peer: peer.as_str().to_owned(),
+                        room: self.id.as_str().to_owned(),
                         member: serde_json::to_string(&*member).unwrap_or_default(),
                     }));
                 }

@@ -52,6 +52,7 @@ pub const SCHEMA: &[&str] = &[
 ) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS away (
     peer TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
     member TEXT NOT NULL
 ) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS kept (
@@ -73,11 +74,15 @@ pub const TABLES: u32 = 3;
 /// Reads every away member: the member's JSON (`crate::room::Member`) by peer id.
 pub const LOAD_AWAY: &str = "SELECT peer, member FROM away";
 
+/// The room id, from any away row (one row or none): after an eviction, a room whose members
+/// are all away has no socket to name it, and the runtime may not say its name to an alarm.
+pub const ROOM_OF_AWAY: &str = "SELECT room FROM away LIMIT 1";
+
 /// Reads every kept frame: the peer, its `seq` and its wire text.
 pub const LOAD_KEPT: &str = "SELECT peer, seq, text FROM kept";
 
-/// Stores an away member (binds: peer, member JSON).
-pub const UPSERT_AWAY: &str = "INSERT INTO away (peer, member) VALUES (?, ?) \
+/// Stores an away member (binds: peer, room id, member JSON).
+pub const UPSERT_AWAY: &str = "INSERT INTO away (peer, room, member) VALUES (?, ?, ?) \
      ON CONFLICT (peer) DO UPDATE SET member = excluded.member";
 
 /// Deletes an away member's row (binds: peer): it resumed, left or its grace ended.
@@ -137,7 +142,11 @@ pub enum Write {
     /// Delete every row that holds nothing at `now_ms`.
     Prune { now_ms: u64 },
     /// Store an away member (its attachment's JSON, `crate::room::Member`).
-    Away { peer: String, member: String },
+    Away {
+        peer: String,
+        room: String,
+        member: String,
+    },
     /// Forget an away member's row.
     Back { peer: String },
     /// Keep one frame for `peer`.
@@ -170,9 +179,13 @@ impl Write {
                 ],
             ),
             Write::Prune { now_ms } => (PRUNE, vec![SqlValue::Integer(stored(*now_ms))]),
-            Write::Away { peer, member } => (
+            Write::Away { peer, room, member } => (
                 UPSERT_AWAY,
-                vec![SqlValue::Text(peer.clone()), SqlValue::Text(member.clone())],
+                vec![
+                    SqlValue::Text(peer.clone()),
+                    SqlValue::Text(room.clone()),
+                    SqlValue::Text(member.clone()),
+                ],
             ),
             Write::Back { peer } => (DELETE_AWAY, vec![SqlValue::Text(peer.clone())]),
             Write::Keep { peer, seq, text } => (
@@ -211,6 +224,12 @@ pub struct Row {
 pub struct AwayRow {
     pub peer: String,
     pub member: String,
+}
+
+/// The row of [`ROOM_OF_AWAY`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RoomRow {
+    pub room: String,
 }
 
 /// One row of [`LOAD_KEPT`].

@@ -38,8 +38,8 @@ use crate::rate::Identities;
 use crate::room::{Admission, Arrival, Effect, Member, Room as CoreRoom, RoomLimits};
 use crate::schedule::Alarm;
 use crate::storage::{
-    load_rows, AwayRow, KeptRow, Row, SqlValue, Write, EXISTS, LOAD, LOAD_AWAY, LOAD_KEPT, SCHEMA,
-    TABLES,
+    load_rows, AwayRow, KeptRow, RoomRow, Row, SqlValue, Write, EXISTS, LOAD, LOAD_AWAY, LOAD_KEPT,
+    ROOM_OF_AWAY, SCHEMA, TABLES,
 };
 
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
@@ -403,6 +403,17 @@ impl Room {
                 members.push(attachment.member);
             }
         }
+        let room_id = room_id.or_else(|| {
+            // No name and no socket: a room whose members are all away, woken by its alarm.
+            self.state
+                .storage()
+                .sql()
+                .exec(ROOM_OF_AWAY, None)
+                .and_then(|cursor| cursor.to_array::<RoomRow>())
+                .ok()
+                .and_then(|rows| rows.into_iter().next())
+                .and_then(|row| RoomId::parse(&row.room))
+        });
         let room = match (room_id, self.limits.as_ref()) {
             (Some(id), Ok(limits)) => Some(self.load_room(id, *limits, members)),
             _ => None,

@@ -55,7 +55,7 @@ impl Durable {
                 self.rows_written += 1;
                 self.identity.apply(vec![write.clone()]);
             }
-            Write::Away { peer, member } => {
+            Write::Away { peer, member, .. } => {
                 self.rows_written += 1;
                 self.away.insert(peer.clone(), member.clone());
             }
