@@ -1,17 +1,25 @@
-//! The room: membership and targeted relay, as a value driven by events.
+//! The room: membership, presence and targeted relay, as a value driven by events.
 //!
 //! Invariants:
-//! - A [`Room`] holds only what its members' sockets hold (each [`Member`] is a socket's
-//!   attachment), so the Durable Object can rebuild it after hibernation with [`Room::rebuild`]
-//!   and carry on exactly where it was. Any change to a member comes out as
-//!   [`Effect::Persist`], so the attachment never falls behind.
-//! - Nothing crosses rooms: a relay's addressee must be a member of this room.
+//! - A [`Room`] holds only what its members' sockets hold (each connected [`Member`] is a
+//!   socket's attachment) and what storage holds (away members, kept frames, identities), so
+//!   the Durable Object can rebuild it after hibernation ([`Room::rebuild`], [`Room::with_kept`],
+//!   [`Room::with_identities`]) and carry on exactly where it was. What changes on every frame
+//!   (each peer's `seq` cursor, its last frame time) is written back by the flush deadline,
+//!   [`crate::presence::FLUSH_DELAY_MS`] after the change, well before an eviction can happen.
+//! - Nothing crosses rooms: a relay's addressee must be a member of this room (an away member
+//!   counts: the frame is kept for it).
 //! - Existing members hear `peer_joined` in the same event that admits the newcomer, before
 //!   the newcomer can send anything; frames from one sender to one addressee leave in order.
-//! - Every frame is charged to its connection's and the room's rate limits ([`crate::rate`])
-//!   before it is decoded; a dropped frame changes nothing but the limiter and the sender's
-//!   strikes. What must outlive an eviction (strikes, bans, connect buckets) comes out as
-//!   [`Effect::Store`]; a relayed frame stores nothing.
+//! - Every frame to a member but `error` and `pong` takes the member's next `seq`; every kept
+//!   kind stays in its [`crate::presence::Outbox`] until acknowledged, so a resume replays
+//!   exactly what was not acknowledged, with the original `seq` (v1.1 §3).
+//! - Every frame but a valid `ack` is charged to its connection's and the room's rate limits
+//!   ([`crate::rate`]) before it is decoded; a dropped frame changes nothing but the limiter and
+//!   the sender's strikes. What must outlive an eviction comes out as [`Effect::Store`]; a
+//!   relayed frame whose addressee acknowledges it promptly stores nothing.
+//! - Time-driven behaviour is a set of deadlines derived from the state ([`Room::deadlines`]):
+//!   the glue keeps one alarm at [`Room::next_deadline`] and calls [`Room::on_alarm`].
 //! - The room never reads a clock or a random source, and does no I/O: it returns [`Effect`]s.
 
 use std::borrow::Cow;

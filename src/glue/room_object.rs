@@ -16,8 +16,15 @@
 //! - `{"type":"ping"}` is answered by the runtime's auto-response, which does not wake the object.
 //! - No handler awaits at all (they are exported synchronously, by hand, below), so events never
 //!   interleave inside a decision.
-//! - Durable state (strikes, bans, connect buckets) is read once per wake and written only as
-//!   the core's [`Effect::Store`], through [`crate::storage`]'s statements.
+//! - Durable state (strikes, bans, connect buckets, away members, kept frames) is read once per
+//!   wake and written only as the core's [`Effect::Store`], through [`crate::storage`]'s
+//!   statements.
+//! - One alarm: after every event the core's next deadline is compared with the alarm already
+//!   pending ([`crate::schedule::Alarm`]); `setAlarm` runs only when it must move earlier. The
+//!   alarm handler reads each socket's last auto-answered ping
+//!   (`getWebSocketAutoResponseTimestamp`) for the heartbeat sweep.
+//! - A socket replaced by a resume is closed 4409 and leaves the index; its late close event
+//!   carries its old connection number (from its attachment), which the core ignores.
 
 use std::cell::RefCell;
 
