@@ -393,13 +393,24 @@ impl Room {
             polite: true,
         };
         self.broadcast(&mut effects, &peer, &frame, now_ms);
+        self.accepted(index, effects, false, now_ms)
+    }
+
+    /// The end of an admission: the token warning if it is due, and the member as its new
+    /// socket's attachment (which is then current: nothing to write back).
+    fn accepted(
+        &mut self,
+        index: usize,
+        mut effects: Vec<Effect>,
+        resumed: bool,
+        now_ms: u64,
+    ) -> Admission {
         self.warn_if_expiring(&mut effects, index, now_ms);
-        // The socket's attachment is this member as it is now.
         self.live[index].dirty_since = None;
         Admission::Accepted {
             member: self.members[index].clone(),
             effects,
-            resumed: false,
+            resumed,
         }
     }
 
@@ -461,13 +472,7 @@ impl Room {
             };
             self.broadcast(&mut effects, &peer, &frame, now_ms);
         }
-        self.warn_if_expiring(&mut effects, index, now_ms);
-        self.live[index].dirty_since = None;
-        Admission::Accepted {
-            member: self.members[index].clone(),
-            effects,
-            resumed: true,
-        }
+        self.accepted(index, effects, true, now_ms)
     }
 
     /// A text frame from `sender` at `now_ms`.
