@@ -559,6 +559,22 @@ export function errorShape(frame) {
   return { ...rest, message: typeof message === "string" && message.length > 0 ? "<string>" : message };
 }
 
+/** What `joinedShape` puts in place of a well-formed `resumeToken`. */
+export const RESUME_TOKEN = "<resumeToken>";
+
+/**
+ * A `joined` frame with its opaque `resumeToken` checked (a string `<peerId>.<more>`) and
+ * replaced by `RESUME_TOKEN`, so the rest can be compared exactly; a missing or malformed token
+ * is left as it is (and fails the comparison). Anything but a `joined` frame is returned as is.
+ */
+export function joinedShape(frame) {
+  if (!frame || frame.type !== "joined") return frame;
+  const { peerId, resumeToken } = frame;
+  const wellFormed =
+    typeof resumeToken === "string" && typeof peerId === "string" && resumeToken.startsWith(`${peerId}.`) && resumeToken.length > peerId.length + 1;
+  return { ...frame, resumeToken: wellFormed ? RESUME_TOKEN : resumeToken };
+}
+
 /** The expected `errorShape` for an error with `code` (and optional `correlationId`). */
 export function expectedError(code, correlationId) {
   const frame = { type: "error", code, message: "<string>" };

@@ -40,11 +40,14 @@ test("a burst of 1000 candidates: the receiver gets the burst, the sender thrott
   assert.equal(first.code, "throttled");
   assert.equal(first.dropped, 1);
   assert.ok(first.retryAfterMs > 0 && first.retryAfterMs <= 50, JSON.stringify(first));
+  // A warning is sequenced: A's next after joined (1) and B's peer_joined (2).
+  assert.equal(first.seq, 3);
   // An offer and an answer right after the flood are relayed at once: their own budget.
   a.send({ type: "offer", to: B, sdp: "v=0 after flood", correlationId: "offer" });
   const offer = await b.next((f) => f.correlationId === "offer");
   b.send({ type: "answer", to: A, sdp: "v=0 answer", correlationId: "answer" });
-  assert.equal((await a.next((f) => f.correlationId === "answer")).inner.sdp, "v=0 answer");
+  const answerRelay = await a.next((f) => f.correlationId === "answer");
+  assert.equal(answerRelay.inner.sdp, "v=0 answer");
   assert.equal(offer.inner.sdp, "v=0 after flood");
   const floodMs = performance.now() - started;
 
@@ -57,6 +60,11 @@ test("a burst of 1000 candidates: the receiver gets the burst, the sender thrott
   const owed = await a.next("warning");
   assert.equal(owed.code, "throttled");
   assert.equal(owed.retryAfterMs, 0);
+  // Every frame A got was sequenced (no errors), so their seqs run 3, 4, … without a gap, in
+  // arrival order, whatever the mix of warnings and B's answer.
+  const answerSeq = answerRelay.seq;
+  const aSeqs = [first.seq, answerSeq, owed.seq, ...a.inbox.map((f) => f.data.seq)].sort((x, y) => x - y);
+  assert.deepEqual(aSeqs, aSeqs.map((_, i) => 3 + i), `A's seqs: ${aSeqs}`);
 
   const delivered = takeAll(b, "relay").length;
   const warnings = [first, owed, ...takeAll(a, "warning").map((f) => f.data)];
@@ -143,13 +151,22 @@ test("per-identity limits: MAX_CONNECTIONS_PER_USER gets connection_limit and 10
     // Members heard nothing of the refused upgrade.
     await Promise.all([first.client.expectSilence(), second.client.expectSilence()]);
 
-    // A seat frees up, but the identity has used its 3 connects for this minute.
+    // A seat frees up: a connection closed without `leave` leaves an away member, which keeps
+    // its room seat for the grace (RESUME_GRACE_MS) but not a connection of its identity. But
+    // the identity has used its 3 connects for this minute.
+    const M1 = first.joined.peerId;
+    const M2 = second.joined.peerId;
     await second.client.close();
-    await first.client.next("peer_left");
+    assert.deepEqual(await first.client.next(), { type: "peer_away", roomId: room, peerId: M2, reason: "disconnect", seq: 3 });
     const again = await limited.join(room, { token, label: "M4" });
+    const M4 = again.joined.peerId;
+    assert.deepEqual(again.joined.peers, [
+      { peerId: M1, metadata: {}, status: "available", polite: false },
+      { peerId: M2, metadata: {}, status: "away", polite: false },
+    ]);
     await first.client.next("peer_joined");
     await again.client.close();
-    await first.client.next("peer_left");
+    assert.deepEqual(await first.client.next(), { type: "peer_away", roomId: room, peerId: M4, reason: "disconnect", seq: 5 });
     const refused = await limited.connect(room, { token, label: "M5" });
     const error = await refused.next();
     assert.deepEqual(errorShape({ ...error, retryAfterMs: undefined }), { ...expectedError("rate_limited"), retryAfterMs: undefined });
@@ -158,7 +175,11 @@ test("per-identity limits: MAX_CONNECTIONS_PER_USER gets connection_limit and 10
     await first.client.expectSilence();
     // Another identity is admitted meanwhile; and mallory is admitted in another room.
     const other = await limited.join(room, { label: "O" });
-    assert.equal(other.joined.peers.length, 1);
+    assert.deepEqual(other.joined.peers, [
+      { peerId: M1, metadata: {}, status: "available", polite: false },
+      { peerId: M2, metadata: {}, status: "away", polite: false },
+      { peerId: M4, metadata: {}, status: "away", polite: false },
+    ]);
     const elsewhere = uniqueRoom("per-user-2");
     await limited.join(elsewhere, { token: limited.token({ rooms: [elsewhere], sub: "mallory" }) });
   } finally {
@@ -188,8 +209,11 @@ test(
       const banned = await bad.next((f) => f.type === "error" && f.retryAfterMs > 20_000);
       assert.equal(banned.code, "rate_limited");
       assert.equal((await bad.closedWithin()).code, 4429);
+      // A banned peer is gone at once (it could not resume): peer_left, never peer_away.
       const left = await good.next("peer_left");
       assert.equal(left.peerId, joined.peerId);
+      assert.equal(left.reason, "disconnect");
+      assert.equal(good.inbox.filter((f) => f.data?.type === "peer_away").length, 0, "no peer_away for a banned peer");
       const bannedAt = performance.now();
 
       const expectBanned = async (label) => {
@@ -251,8 +275,10 @@ test(
   { timeout: 90_000, skip: process.env.EDGESIGNAL_SKIP_HIBERNATION ? "EDGESIGNAL_SKIP_HIBERNATION is set" : false },
   async () => {
     // Three strikes ban; three connects a minute (one token per 20 s, so an idle eviction of
-    // ~12 s refills less than one).
-    const durable = await startWorker({ bindings: { RATE_ABUSE_STRIKES: "3", RATE_CONNECT_PER_MIN: "3" } });
+    // ~12 s refills less than one). RESUME_GRACE_MS=0: the hopper's closed connections depart
+    // at once (v1 semantics, peer_left), so no away member or grace deadline outlives them in
+    // the idle periods; this test is about the limits' storage, not presence.
+    const durable = await startWorker({ bindings: { RATE_ABUSE_STRIKES: "3", RATE_CONNECT_PER_MIN: "3", RESUME_GRACE_MS: "0" } });
     try {
       // Room 1: an identity collects two strikes, then goes quiet (stays connected).
       const strikeRoom = uniqueRoom("strikes");
@@ -278,7 +304,7 @@ test(
         const { client } = await durable.join(connectRoom, { token: hopperToken, label: `H${i}` });
         await keeper.next("peer_joined");
         await client.close();
-        await keeper.next("peer_left");
+        assert.equal((await keeper.next("peer_left")).reason, "disconnect");
       }
       const over = await durable.connect(connectRoom, { token: hopperToken, label: "H-over" });
       assert.equal((await over.next()).code, "rate_limited");

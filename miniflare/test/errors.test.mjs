@@ -3,7 +3,8 @@
 //
 // After each bad frame, A sends a valid offer to B. Frames from one sender to one addressee keep
 // their order, so if B's very next frame is that offer, the bad frame delivered nothing to B:
-// an event-driven proof, no sleep.
+// an event-driven proof, no sleep. It also proves that the error spent none of B's sequence
+// numbers: B's relays count on 2, 3, … from its `joined` (seq 1), one per probe (`ctx.seqB`).
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -15,8 +16,10 @@ const OTHER_ULID = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
  * Sends `frame` from A, expects exactly `expected` back at A, then proves with a valid relay that
  * A's connection still works and B got nothing from the bad frame.
  */
-async function refusedWithoutSideEffects({ a, b, A, B, room }, frame, expected, probeId) {
+async function refusedWithoutSideEffects(ctx, frame, expected, probeId) {
+  const { a, b, A, B, room } = ctx;
   a.send(frame);
+  // `errorShape` keeps every field but `message`, so an `error` carrying a `seq` fails here.
   assert.deepEqual(errorShape(await a.next()), expected);
   assert.ok(a.isOpen, `A was closed: ${JSON.stringify(a.closeInfo)}`);
   a.send({ type: "offer", to: B, sdp: "v=0 probe", correlationId: probeId });
@@ -24,6 +27,7 @@ async function refusedWithoutSideEffects({ a, b, A, B, room }, frame, expected, 
     type: "relay",
     inner: { type: "offer", roomId: room, from: A, to: B, sdp: "v=0 probe" },
     correlationId: probeId,
+    seq: ++ctx.seqB,
   });
   assert.equal(a.inbox.length, 0, `A got more than the error: ${a.describeInbox()}`);
 }
@@ -34,7 +38,7 @@ describe("bad frames with the default limits", () => {
   before(async () => {
     worker = await startWorker();
     const room = uniqueRoom("errors");
-    ctx = { room, ...(await worker.pair(room)) };
+    ctx = { room, ...(await worker.pair(room)), seqB: 1 };
   });
   after(async () => {
     await worker?.dispose();
@@ -53,6 +57,10 @@ describe("bad frames with the default limits", () => {
     "binary frame": () => [Buffer.from([0x00, 0x01, 0xfe, 0xff]), expectedError("bad_request")],
     "binary frame holding valid JSON": ({ B }) => [Buffer.from(JSON.stringify({ type: "offer", to: B, sdp: "x" })), expectedError("bad_request")],
     "unknown type": () => [{ type: "hello", correlationId: "u-1" }, expectedError("unknown_type", "u-1")],
+    // v1.1's `ack` and `refresh` are known types: malformed, they are bad_request.
+    "ack without seq": () => [{ type: "ack", correlationId: "ack-0" }, expectedError("bad_request", "ack-0")],
+    "ack beyond the last seq sent": () => [{ type: "ack", seq: 1000 }, expectedError("bad_request")],
+    "refresh without token": () => [{ type: "refresh", correlationId: "r-0" }, expectedError("bad_request", "r-0")],
     "missing type": ({ B }) => [{ to: B, sdp: "x", correlationId: "t-0" }, expectedError("bad_request", "t-0")],
     "mistyped type": ({ B }) => [{ type: 7, to: B, sdp: "x", correlationId: "t-1" }, expectedError("bad_request", "t-1")],
     "offer without sdp": ({ B }) => [{ type: "offer", to: B, correlationId: "m-1" }, expectedError("bad_request", "m-1")],
@@ -85,7 +93,7 @@ describe("bad frames with the default limits", () => {
     const frame = paddedOffer(B, 65536, "edge");
     a.send(frame);
     const relay = await b.next();
-    assert.deepEqual(relay, { type: "relay", inner: { type: "offer", roomId: room, from: A, to: B, sdp: JSON.parse(frame).sdp }, correlationId: "edge" });
+    assert.deepEqual(relay, { type: "relay", inner: { type: "offer", roomId: room, from: A, to: B, sdp: JSON.parse(frame).sdp }, correlationId: "edge", seq: ++ctx.seqB });
   });
 
   test("nothing else reached either peer", async () => {
@@ -100,7 +108,7 @@ describe("with MAX_FRAME_BYTES = 1024", () => {
   before(async () => {
     worker = await startWorker({ bindings: { MAX_FRAME_BYTES: "1024" } });
     const room = uniqueRoom("small");
-    ctx = { room, ...(await worker.pair(room)) };
+    ctx = { room, ...(await worker.pair(room)), seqB: 1 };
   });
   after(async () => {
     await worker?.dispose();
@@ -111,7 +119,7 @@ describe("with MAX_FRAME_BYTES = 1024", () => {
     await refusedWithoutSideEffects(ctx, paddedOffer(B, 1025, "over"), expectedError("too_large"), "probe-small");
     const frame = paddedOffer(B, 1024, "at");
     ctx.a.send(frame);
-    assert.deepEqual(await b.next(), { type: "relay", inner: { type: "offer", roomId: room, from: A, to: B, sdp: JSON.parse(frame).sdp }, correlationId: "at" });
+    assert.deepEqual(await b.next(), { type: "relay", inner: { type: "offer", roomId: room, from: A, to: B, sdp: JSON.parse(frame).sdp }, correlationId: "at", seq: ++ctx.seqB });
   });
 
   test("an oversize join is too_large and changes nothing", async () => {
@@ -122,6 +130,8 @@ describe("with MAX_FRAME_BYTES = 1024", () => {
     const joined = await a.next();
     assert.equal(joined.type, "joined");
     assert.equal(joined.peerId, A);
+    // A's joined (1) and B's peer_joined (2) came before; the refused join spent nothing.
+    assert.equal(joined.seq, 3);
     await Promise.all([a.expectSilence(), b.expectSilence()]);
   });
 });

@@ -5,7 +5,10 @@
 // "correlationId"?}}], "relays":[{"name","send":{…},"deliver":{…}}]}. Placeholders inside
 // strings: `$ROOM`, `$A` (the sender's peer id), `$B` (the target's); in expected objects the
 // whole string "$ANY" stands for any non-empty string. Errors are compared without `message`
-// (which must still be a non-empty string).
+// (which must still be a non-empty string), every other field exactly (so an error carrying a
+// `seq` fails). Relays are compared whole, `seq` included: each relay case runs on a fresh pair,
+// so its relay is B's seq 2 (after B's joined, seq 1), as in the native consumer
+// (tests/protocol.rs).
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -64,20 +67,26 @@ if (!fixtures) {
     let ctx;
     before(async () => {
       worker = await startWorker();
-      const room = uniqueRoom("golden");
-      const { a, b, A, B } = await worker.pair(room);
-      ctx = { a, b, vars: { ROOM: room, A, B } };
+      ctx = await freshPair();
     });
     after(async () => {
       await worker?.dispose();
     });
 
+    /** Every pair used, for the final "nothing else arrived" check. */
+    const pairs = [];
+    /** A fresh pair in a fresh room: B's next sequenced frame is its seq 2. */
+    async function freshPair() {
+      const room = uniqueRoom("golden");
+      const { a, b, A, B } = await worker.pair(room);
+      pairs.push({ a, b });
+      return { a, b, vars: { ROOM: room, A, B } };
+    }
+
     /** Recreates the pair if a fixture made either side close (none should). */
     async function freshIfClosed() {
       if (ctx.a.isOpen && ctx.b.isOpen) return;
-      const room = uniqueRoom("golden");
-      const { a, b, A, B } = await worker.pair(room);
-      ctx = { a, b, vars: { ROOM: room, A, B } };
+      ctx = await freshPair();
     }
 
     describe("errors", () => {
@@ -103,8 +112,7 @@ if (!fixtures) {
     describe("relays", () => {
       for (const [i, fixture] of fixtures.relays.entries()) {
         test(fixture.name ?? `relays[${i}]`, async () => {
-          await freshIfClosed();
-          const { a, b, vars } = ctx;
+          const { a, b, vars } = await freshPair();
           const send = substituteDeep(fixture.send, vars);
           a.send(typeof send === "string" ? send : JSON.stringify(send));
           const actual = await b.next();
@@ -115,8 +123,8 @@ if (!fixtures) {
       }
     });
 
-    test("nothing else reached either peer", async () => {
-      await Promise.all([ctx.a.expectSilence(), ctx.b.expectSilence()]);
+    test("nothing else reached any peer", async () => {
+      await Promise.all(pairs.flatMap(({ a, b }) => [a.expectSilence(), b.expectSilence()]));
     });
   });
 }

@@ -5,6 +5,9 @@
 //
 // This is the one test with a deliberate idle period (the eviction has no event to wait on).
 // Set EDGESIGNAL_SKIP_HIBERNATION=1 to skip it in a quick local loop.
+//
+// v1.1: the per-peer `seq` is part of what must survive: every frame counts on from the last one
+// the peer got before the eviction.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -36,14 +39,18 @@ test(
     const { client: a, joined: joinedA } = await worker.join(room, { label: "A" });
     const A = joinedA.peerId;
     a.send({ type: "join", roomId: room, metadata: metaA });
-    assert.equal((await a.next()).type, "joined");
+    const rejoinedA = await a.next();
+    assert.equal(rejoinedA.type, "joined");
+    assert.equal(rejoinedA.seq, 2);
     const { client: b, joined: joinedB } = await worker.join(room, { label: "B" });
     const B = joinedB.peerId;
-    assert.deepEqual(joinedB.peers, [{ peerId: A, metadata: metaA }]);
-    assert.deepEqual(await a.next(), { type: "peer_joined", roomId: room, peerId: B, metadata: {} });
+    assert.deepEqual(joinedB.peers, [{ peerId: A, metadata: metaA, status: "available", polite: false }]);
+    assert.deepEqual(await a.next(), { type: "peer_joined", roomId: room, peerId: B, metadata: {}, status: "available", polite: true, seq: 3 });
     b.send({ type: "join", roomId: room, metadata: metaB });
-    assert.equal((await b.next()).type, "joined");
-    assert.deepEqual(await a.next(), { type: "peer_updated", roomId: room, peerId: B, metadata: metaB });
+    const rejoinedB = await b.next();
+    assert.equal(rejoinedB.type, "joined");
+    assert.equal(rejoinedB.seq, 2);
+    assert.deepEqual(await a.next(), { type: "peer_updated", roomId: room, peerId: B, metadata: metaB, status: "available", seq: 4 });
 
     // The first construction happened for A's upgrade, before any socket existed.
     const firstWake = await worker.waitForLog(isWake);
@@ -52,6 +59,7 @@ test(
     assert.equal(firstWake.peers, 0);
 
     let wake = null;
+    let seqB = 2;
     for (let period = 1; period <= MAX_IDLE_PERIODS && !wake; period++) {
       await idle(IDLE_MS);
       const mark = worker.logs.mark();
@@ -68,6 +76,7 @@ test(
         type: "relay",
         inner: { type: "offer", roomId: room, from: A, to: B, sdp: "v=0 after idle" },
         correlationId,
+        seq: ++seqB,
       });
       // The constructor ran before the relay was sent, so its line is printed by now or very soon.
       wake = await worker.waitForLog(isWake, 1000, { since: mark }).catch(() => null);
@@ -80,11 +89,11 @@ test(
     // A newcomer sees exactly A and B, oldest first, with the metadata set before hibernation.
     const { client: c, joined: joinedC } = await worker.join(room, { label: "C" });
     assert.deepEqual(joinedC.peers, [
-      { peerId: A, metadata: metaA },
-      { peerId: B, metadata: metaB },
+      { peerId: A, metadata: metaA, status: "available", polite: false },
+      { peerId: B, metadata: metaB, status: "available", polite: false },
     ]);
-    for (const member of [a, b]) {
-      assert.deepEqual(await member.next(), { type: "peer_joined", roomId: room, peerId: joinedC.peerId, metadata: {} });
+    for (const [member, seq] of [[a, 5], [b, ++seqB]]) {
+      assert.deepEqual(await member.next(), { type: "peer_joined", roomId: room, peerId: joinedC.peerId, metadata: {}, status: "available", polite: true, seq });
     }
 
     // B's answer still reaches A, stamped with B's original id.
@@ -93,6 +102,7 @@ test(
       type: "relay",
       inner: { type: "answer", roomId: room, from: B, to: A, sdp: "v=0 answer" },
       correlationId: "answer",
+      seq: 6,
     });
     await Promise.all([a.expectSilence(), b.expectSilence(), c.expectSilence()]);
   },

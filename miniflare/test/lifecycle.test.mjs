@@ -1,17 +1,39 @@
 // Scenarios 8, 9 and 10: leaving and disconnecting, the runtime's ping/pong auto-response, and
 // `join` as an idempotent re-announcement that can change a peer's public metadata.
+//
+// v1.1: every frame but `pong` and `error` carries the addressee's next `seq`. After `pair()`,
+// A has seen seq 1 (joined) and 2 (peer_joined for B), B seq 1 (joined).
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { errorShape, expectedError, startWorker, uniqueRoom } from "../lib/harness.mjs";
+import { RESUME_TOKEN, errorShape, expectedError, joinedShape, startWorker, uniqueRoom } from "../lib/harness.mjs";
 
 let worker;
+/** The v1 departure semantics (RESUME_GRACE_MS=0: no `away`, peer_left at once), for the tests of it. */
+let v1;
 before(async () => {
   worker = await startWorker();
+  v1 = await startWorker({ bindings: { RESUME_GRACE_MS: "0" } });
 });
 after(async () => {
   await worker?.dispose();
+  await v1?.dispose();
 });
+
+/** A `joined` answer, as `joinedShape` shows it. */
+function expectedJoined(room, peerId, peers, seq) {
+  return { type: "joined", roomId: room, peerId, peers, resumed: false, resumeToken: RESUME_TOKEN, seq };
+}
+
+/** An entry of `joined.peers` for a peer that was there before the addressee (so it is impolite). */
+function earlier(peerId, metadata = {}, status = "available") {
+  return { peerId, metadata, status, polite: false };
+}
+
+/** An entry of `joined.peers` for a peer that came after the addressee (so it is polite). */
+function later(peerId, metadata = {}, status = "available") {
+  return { peerId, metadata, status, polite: true };
+}
 
 describe("leaving", () => {
   test("leave: the others get peer_left reason leave, the leaver is closed with 1000, a second leave is a no-op", async () => {
@@ -20,7 +42,7 @@ describe("leaving", () => {
     // Both frames go out before the server can close: the second one must change nothing.
     a.send({ type: "leave", roomId: room });
     a.send({ type: "leave", roomId: room });
-    assert.deepEqual(await b.next(), { type: "peer_left", roomId: room, peerId: A, reason: "leave" });
+    assert.deepEqual(await b.next(), { type: "peer_left", roomId: room, peerId: A, reason: "leave", seq: 2 });
     const closed = await a.closedWithin();
     assert.equal(closed.code, 1000);
     assert.equal(a.inbox.length, 0, `the leaver got: ${a.describeInbox()}`);
@@ -28,28 +50,52 @@ describe("leaving", () => {
 
     // A newcomer sees only B.
     const { client: c, joined } = await worker.join(room, { label: "C" });
-    assert.deepEqual(joined.peers, [{ peerId: B, metadata: {} }]);
-    assert.deepEqual(await b.next(), { type: "peer_joined", roomId: room, peerId: joined.peerId, metadata: {} });
+    assert.deepEqual(joined.peers, [earlier(B)]);
+    assert.deepEqual(await b.next(), { type: "peer_joined", roomId: room, peerId: joined.peerId, metadata: {}, status: "available", polite: true, seq: 3 });
     await Promise.all([b.expectSilence(), c.expectSilence()]);
   });
 
-  test("an abrupt disconnect: the others get peer_left reason disconnect", async () => {
+  test("an abrupt disconnect: the others get peer_away reason disconnect, and the peer stays listed as away", async () => {
     const room = uniqueRoom("abrupt");
     const { a, b, A, B } = await worker.pair(room);
     await b.terminate();
-    assert.deepEqual(await a.next(), { type: "peer_left", roomId: room, peerId: B, reason: "disconnect" });
+    assert.deepEqual(await a.next(), { type: "peer_away", roomId: room, peerId: B, reason: "disconnect", seq: 3 });
+    await a.expectSilence();
+    assert.ok(A && a.isOpen);
+    // Still a member for the grace: a newcomer sees it, away.
+    const { client: c, joined } = await worker.join(room, { label: "C" });
+    assert.deepEqual(joined.peers, [earlier(A), earlier(B, {}, "away")]);
+    assert.equal((await a.next()).type, "peer_joined");
+    await Promise.all([a.expectSilence(), c.expectSilence()]);
+  });
+
+  test("an abrupt disconnect with RESUME_GRACE_MS=0 (v1): the others get peer_left reason disconnect at once", async () => {
+    const room = uniqueRoom("abrupt-v1");
+    const { a, b, A, B } = await v1.pair(room);
+    await b.terminate();
+    assert.deepEqual(await a.next(), { type: "peer_left", roomId: room, peerId: B, reason: "disconnect", seq: 3 });
     await a.expectSilence();
     assert.ok(A && a.isOpen);
   });
 
   for (const code of [4000, 1000]) {
-    test(`a close ${code} without leave: peer_left reason disconnect, and the server answers the close with ${code}`, async () => {
+    test(`a close ${code} without leave: peer_away reason disconnect, and the server answers the close with ${code}`, async () => {
       const room = uniqueRoom(`close-${code}`);
       const { a, b, B } = await worker.pair(room);
       b.close(code, "bye");
       const closed = await b.closedWithin();
       assert.equal(closed.code, code);
-      assert.deepEqual(await a.next(), { type: "peer_left", roomId: room, peerId: B, reason: "disconnect" });
+      assert.deepEqual(await a.next(), { type: "peer_away", roomId: room, peerId: B, reason: "disconnect", seq: 3 });
+      await a.expectSilence();
+    });
+
+    test(`a close ${code} without leave with RESUME_GRACE_MS=0 (v1): peer_left reason disconnect at once, the close answered with ${code}`, async () => {
+      const room = uniqueRoom(`close-${code}-v1`);
+      const { a, b, B } = await v1.pair(room);
+      b.close(code, "bye");
+      const closed = await b.closedWithin();
+      assert.equal(closed.code, code);
+      assert.deepEqual(await a.next(), { type: "peer_left", roomId: room, peerId: B, reason: "disconnect", seq: 3 });
       await a.expectSilence();
     });
   }
@@ -60,7 +106,7 @@ describe("leaving", () => {
     a.send({ type: "leave", roomId: room });
     assert.equal((await a.closedWithin()).code, 1000);
     const { client: b, joined } = await worker.join(room, { label: "B" });
-    assert.deepEqual(joined.peers, []);
+    assert.deepEqual(joinedShape(joined), expectedJoined(room, joined.peerId, [], 1));
     await b.expectSilence();
   });
 });
@@ -82,13 +128,20 @@ describe("ping", () => {
 describe("join after joining", () => {
   test("a second join answers joined again without a second peer_joined", async () => {
     const room = uniqueRoom("rejoin");
-    const { a, b, A, B } = await worker.pair(room);
+    const { a, b, A, B, joinedA, joinedB } = await worker.pair(room);
+    // Each answer is a new frame with the next seq, and the same resume token (nothing resumed).
     b.send({ type: "join", roomId: room });
-    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: {} }] });
+    const again = await b.next();
+    assert.deepEqual(joinedShape(again), expectedJoined(room, B, [earlier(A)], 2));
+    assert.equal(again.resumeToken, joinedB.resumeToken);
     b.send({ type: "join", roomId: room, peerId: B });
-    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: {} }] });
+    const third = await b.next();
+    assert.deepEqual(joinedShape(third), expectedJoined(room, B, [earlier(A)], 3));
+    assert.equal(third.resumeToken, joinedB.resumeToken);
     a.send({ type: "join", roomId: room, metadata: {} }); // same as the default: no update
-    assert.deepEqual(await a.next(), { type: "joined", roomId: room, peerId: A, peers: [{ peerId: B, metadata: {} }] });
+    const answerA = await a.next();
+    assert.deepEqual(joinedShape(answerA), expectedJoined(room, A, [later(B)], 3));
+    assert.equal(answerA.resumeToken, joinedA.resumeToken);
     await Promise.all([a.expectSilence(), b.expectSilence()]);
   });
 
@@ -99,42 +152,39 @@ describe("join after joining", () => {
     const metaB = { name: "bob", tags: ["viewer"], nested: { level: 2 } };
 
     a.send({ type: "join", roomId: room, metadata: metaA, correlationId: "meta-a" });
-    assert.deepEqual(await a.next(), { type: "joined", roomId: room, peerId: A, peers: [{ peerId: B, metadata: {} }] });
-    assert.deepEqual(await b.next(), { type: "peer_updated", roomId: room, peerId: A, metadata: metaA });
+    assert.deepEqual(joinedShape(await a.next()), expectedJoined(room, A, [later(B)], 3));
+    assert.deepEqual(await b.next(), { type: "peer_updated", roomId: room, peerId: A, metadata: metaA, status: "available", seq: 2 });
 
     b.send({ type: "join", roomId: room, metadata: metaB });
-    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: metaA }] });
-    assert.deepEqual(await a.next(), { type: "peer_updated", roomId: room, peerId: B, metadata: metaB });
+    assert.deepEqual(joinedShape(await b.next()), expectedJoined(room, B, [earlier(A, metaA)], 3));
+    assert.deepEqual(await a.next(), { type: "peer_updated", roomId: room, peerId: B, metadata: metaB, status: "available", seq: 4 });
 
     // The same metadata again, and a join without metadata: joined, but nothing for the others.
     b.send({ type: "join", roomId: room, metadata: metaB });
-    assert.equal((await b.next()).type, "joined");
+    assert.deepEqual(joinedShape(await b.next()), expectedJoined(room, B, [earlier(A, metaA)], 4));
     b.send({ type: "join", roomId: room });
-    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: metaA }] });
+    assert.deepEqual(joinedShape(await b.next()), expectedJoined(room, B, [earlier(A, metaA)], 5));
     await Promise.all([a.expectSilence(), b.expectSilence()]);
 
     // A later joiner sees both, oldest first, with their current metadata.
     const { client: c, joined } = await worker.join(room, { label: "C" });
-    assert.deepEqual(joined.peers, [
-      { peerId: A, metadata: metaA },
-      { peerId: B, metadata: metaB },
-    ]);
-    for (const member of [a, b]) {
-      assert.deepEqual(await member.next(), { type: "peer_joined", roomId: room, peerId: joined.peerId, metadata: {} });
+    assert.deepEqual(joined.peers, [earlier(A, metaA), earlier(B, metaB)]);
+    for (const [member, seq] of [[a, 5], [b, 6]]) {
+      assert.deepEqual(await member.next(), { type: "peer_joined", roomId: room, peerId: joined.peerId, metadata: {}, status: "available", polite: true, seq });
     }
 
     // Changing it back to {} is a change too.
     a.send({ type: "join", roomId: room, metadata: {} });
-    assert.equal((await a.next()).type, "joined");
-    for (const member of [b, c]) {
-      assert.deepEqual(await member.next(), { type: "peer_updated", roomId: room, peerId: A, metadata: {} });
+    assert.deepEqual(joinedShape(await a.next()), expectedJoined(room, A, [later(B, metaB), later(joined.peerId)], 6));
+    for (const [member, seq] of [[b, 7], [c, 2]]) {
+      assert.deepEqual(await member.next(), { type: "peer_updated", roomId: room, peerId: A, metadata: {}, status: "available", seq });
     }
     await Promise.all([a.expectSilence(), b.expectSilence(), c.expectSilence()]);
   });
 
   test("metadata of exactly 1024 serialized bytes is accepted, 1025 is too_large", async () => {
     const room = uniqueRoom("meta-size");
-    const { a, b, A } = await worker.pair(room);
+    const { a, b, A, B } = await worker.pair(room);
     const sized = (bytes) => {
       const pad = bytes - JSON.stringify({ p: "" }).length;
       return { p: "x".repeat(pad) };
@@ -146,8 +196,9 @@ describe("join after joining", () => {
     await b.expectSilence();
 
     a.send({ type: "join", roomId: room, metadata: sized(1024) });
-    assert.equal((await a.next()).type, "joined");
-    assert.deepEqual(await b.next(), { type: "peer_updated", roomId: room, peerId: A, metadata: sized(1024) });
+    // The refused join spent no seq: A's joined answer is its seq 3, B's update its seq 2.
+    assert.deepEqual(joinedShape(await a.next()), expectedJoined(room, A, [later(B)], 3));
+    assert.deepEqual(await b.next(), { type: "peer_updated", roomId: room, peerId: A, metadata: sized(1024), status: "available", seq: 2 });
     await Promise.all([a.expectSilence(), b.expectSilence()]);
   });
 
@@ -178,10 +229,10 @@ describe("join after joining", () => {
     assert.equal((await a.next()).type, "joined");
     assert.equal((await b.next()).type, "peer_updated");
     a.send({ type: "join", roomId: room, metadata: null, correlationId: "null-meta" });
-    assert.deepEqual(await a.next(), { type: "joined", roomId: room, peerId: A, peers: [{ peerId: B, metadata: {} }] });
+    assert.deepEqual(joinedShape(await a.next()), expectedJoined(room, A, [later(B)], 4));
     await b.expectSilence();
     b.send({ type: "join", roomId: room });
-    assert.deepEqual(await b.next(), { type: "joined", roomId: room, peerId: B, peers: [{ peerId: A, metadata: { name: "alice" } }] });
+    assert.deepEqual(joinedShape(await b.next()), expectedJoined(room, B, [earlier(A, { name: "alice" })], 3));
     await Promise.all([a.expectSilence(), b.expectSilence()]);
   });
 });

@@ -1,10 +1,13 @@
 // Scenarios 2, 3 and 5: offers, answers and candidates reach exactly their addressee, with `from`
 // stamped by the server and `correlationId` echoed (or made by the server), in order, and never
 // across rooms.
+//
+// v1.1: each relay carries the addressee's next `seq` as its last field. After `pair()`, A has
+// seen seq 1 (joined) and 2 (peer_joined), B seq 1 (joined).
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { errorShape, expectedError, startWorker, uniqueRoom } from "../lib/harness.mjs";
+import { RESUME_TOKEN, errorShape, expectedError, joinedShape, startWorker, uniqueRoom } from "../lib/harness.mjs";
 
 let worker;
 before(async () => {
@@ -34,6 +37,7 @@ test("offer and answer relay in both directions, from stamped, correlationId ech
     type: "relay",
     inner: { type: "offer", roomId: room, from: A, to: B, sdp: SDP_OFFER },
     correlationId: "offer-1",
+    seq: 2,
   });
 
   // B → A answer without one (and with the optional, correct `from`/`roomId`): server-made.
@@ -42,6 +46,7 @@ test("offer and answer relay in both directions, from stamped, correlationId ech
     type: "relay",
     inner: { type: "answer", roomId: room, from: B, to: A, sdp: SDP_ANSWER },
     correlationId: "<server-made>",
+    seq: 3,
   });
 
   // The other direction: B offers, A answers.
@@ -50,6 +55,7 @@ test("offer and answer relay in both directions, from stamped, correlationId ech
     type: "relay",
     inner: { type: "offer", roomId: room, from: B, to: A, sdp: SDP_OFFER },
     correlationId: "<server-made>",
+    seq: 4,
   });
   const longId = "c".repeat(128); // the longest correlationId allowed
   a.send({ type: "answer", to: B, sdp: SDP_ANSWER, correlationId: longId, roomId: room });
@@ -57,6 +63,7 @@ test("offer and answer relay in both directions, from stamped, correlationId ech
     type: "relay",
     inner: { type: "answer", roomId: room, from: A, to: B, sdp: SDP_ANSWER },
     correlationId: longId,
+    seq: 3,
   });
 
   // SDP text is relayed verbatim: non-ASCII, emoji, JSON-escaped characters and line separators.
@@ -66,6 +73,7 @@ test("offer and answer relay in both directions, from stamped, correlationId ech
     type: "relay",
     inner: { type: "offer", roomId: room, from: A, to: B, sdp: unusual },
     correlationId: "unicode",
+    seq: 4,
   });
 
   // Two server-made ids are not the same id.
@@ -73,6 +81,7 @@ test("offer and answer relay in both directions, from stamped, correlationId ech
   b.send({ type: "offer", to: A, sdp: "y" });
   const [r1, r2] = await a.collect(2, "relay");
   assert.notEqual(r1.correlationId, r2.correlationId);
+  assert.deepEqual([r1.seq, r2.seq], [5, 6]);
 
   await Promise.all([a.expectSilence(), b.expectSilence()]);
 });
@@ -110,7 +119,7 @@ test("real ICE gathering under the default limits: an offer and 96 candidates se
   );
   received.forEach((frame, i) => {
     const { to, correlationId, ...payload } = sent[i];
-    assert.deepEqual(frame, { type: "relay", inner: { ...payload, roomId: room, from: A, to }, correlationId });
+    assert.deepEqual(frame, { type: "relay", inner: { ...payload, roomId: room, from: A, to }, correlationId, seq: 2 + i });
   });
 
   // The answer still flows the other way afterwards.
@@ -119,6 +128,7 @@ test("real ICE gathering under the default limits: an offer and 96 candidates se
     type: "relay",
     inner: { type: "answer", roomId: room, from: B, to: A, sdp: SDP_ANSWER },
     correlationId: "a",
+    seq: 3,
   });
   await Promise.all([a.expectSilence(), b.expectSilence()]);
 });
@@ -131,11 +141,22 @@ test("members hear peer_joined before any frame the newcomer sends", async () =>
   const joinedC = await c.next();
   assert.equal(joinedC.type, "joined");
   c.send({ type: "offer", to: joinedA.peerId, sdp: SDP_OFFER, correlationId: "fast" });
-  assert.deepEqual(await a.next(), { type: "peer_joined", roomId: room, peerId: joinedC.peerId, metadata: {} });
+  // The newcomer is the impolite side, the one that offers; A learns it is the polite one.
+  assert.deepEqual(joinedShape(joinedC), {
+    type: "joined",
+    roomId: room,
+    peerId: joinedC.peerId,
+    peers: [{ peerId: joinedA.peerId, metadata: {}, status: "available", polite: false }],
+    resumed: false,
+    resumeToken: RESUME_TOKEN,
+    seq: 1,
+  });
+  assert.deepEqual(await a.next(), { type: "peer_joined", roomId: room, peerId: joinedC.peerId, metadata: {}, status: "available", polite: true, seq: 2 });
   assert.deepEqual(await a.next(), {
     type: "relay",
     inner: { type: "offer", roomId: room, from: joinedC.peerId, to: joinedA.peerId, sdp: SDP_OFFER },
     correlationId: "fast",
+    seq: 3,
   });
   await Promise.all([a.expectSilence(), c.expectSilence()]);
 });
@@ -167,18 +188,25 @@ test("a relay to a peer of another room is target_not_found and never delivered"
 });
 
 test("a relay to an unknown or departed peer is target_not_found", async () => {
-  const room = uniqueRoom("gone");
-  const { a, b, A, B } = await worker.pair(room);
-  a.send({ type: "offer", to: "01ARZ3NDEKTSV4RRFFQ69G5FAV", sdp: SDP_OFFER, correlationId: "unknown" });
-  assert.deepEqual(errorShape(await a.next()), expectedError("target_not_found", "unknown"));
+  // v1 departure semantics: with RESUME_GRACE_MS=0 an abrupt disconnect removes the peer at once.
+  // (Under the default grace B would stay a member, away, and a relay to it would be kept for it.)
+  const v1 = await startWorker({ bindings: { RESUME_GRACE_MS: "0" } });
+  try {
+    const room = uniqueRoom("gone");
+    const { a, b, A, B } = await v1.pair(room);
+    a.send({ type: "offer", to: "01ARZ3NDEKTSV4RRFFQ69G5FAV", sdp: SDP_OFFER, correlationId: "unknown" });
+    assert.deepEqual(errorShape(await a.next()), expectedError("target_not_found", "unknown"));
 
-  await b.terminate();
-  assert.deepEqual(await a.next(), { type: "peer_left", roomId: room, peerId: B, reason: "disconnect" });
-  a.send({ type: "answer", to: B, sdp: SDP_ANSWER, correlationId: "departed" });
-  assert.deepEqual(errorShape(await a.next()), expectedError("target_not_found", "departed"));
-  assert.ok(a.isOpen, `A's connection closed after an error: ${JSON.stringify(a.closeInfo)}`);
-  assert.ok(A);
-  await a.expectSilence();
+    await b.terminate();
+    assert.deepEqual(await a.next(), { type: "peer_left", roomId: room, peerId: B, reason: "disconnect", seq: 3 });
+    a.send({ type: "answer", to: B, sdp: SDP_ANSWER, correlationId: "departed" });
+    assert.deepEqual(errorShape(await a.next()), expectedError("target_not_found", "departed"));
+    assert.ok(a.isOpen, `A's connection closed after an error: ${JSON.stringify(a.closeInfo)}`);
+    assert.ok(A);
+    await a.expectSilence();
+  } finally {
+    await v1.dispose();
+  }
 });
 
 test("a candidate and an SDP reach the addressee as the exact JSON text the sender wrote", async () => {
@@ -188,11 +216,13 @@ test("a candidate and an SDP reach the addressee as the exact JSON text the send
   a.send(`{"type":"candidate","to":"${B}","candidate":${candidate},"correlationId":"exact-1"}`);
   const frame = await b.nextFrame("relay");
   assert.ok(frame.raw.includes(`"candidate":${candidate},`), frame.raw);
+  assert.ok(frame.raw.endsWith(`"correlationId":"exact-1","seq":2}`), `seq is the last field: ${frame.raw}`);
   assert.equal(frame.data.inner.candidate.candidate, "candidate:1 1 udp 2122260223 192.0.2.1 5000 typ host é");
   const sdp = JSON.stringify(SDP_OFFER).replace("v=0", "v=0\\u0020");
   a.send(`{"type":"offer","sdp":${sdp},"to":"${B}"}`);
   const offer = await b.nextFrame("relay");
   assert.ok(offer.raw.includes(`"sdp":${sdp},`), offer.raw);
+  assert.ok(offer.raw.endsWith(`,"seq":3}`), `seq is the last field: ${offer.raw}`);
   assert.equal(offer.data.inner.sdp, SDP_OFFER.replace("v=0", "v=0 "));
   await Promise.all([a.expectSilence(), b.expectSilence()]);
 });
