@@ -9,8 +9,8 @@
 //!   `RESUME_BUFFER_FRAMES` of them. What overflows is dropped oldest first and recorded as a
 //!   lost range, which a resume reports as `warning replay_gap`.
 //! - A kept frame is *durable* once it is in the room's storage. Frames for an away peer are
-//!   durable at once; frames for a connected peer only when still unacknowledged
-//!   [`FLUSH_DELAY_MS`] after they were sent, so a peer that acknowledges promptly costs no
+//!   durable at once; frames for a connected peer only when still unacknowledged once the
+//!   room has been quiet for [`FLUSH_DELAY_MS`], so a peer that acknowledges promptly costs no
 //!   storage write (see `docs/storage.md`).
 
 use std::collections::VecDeque;
@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{LeaveReason, PeerId};
 
-/// How long a kept frame for a connected peer may stay unacknowledged in memory before it is
-/// written to storage. Well under the 10 s an object must be idle before the runtime may evict
-/// it ([`crate::rate::EVICTION_IDLE_MS`]), so nothing held only in memory is lost to eviction.
+/// How long a room must be quiet (no client event) before what only memory holds (kept frames
+/// of connected peers, attachments behind) is written. Well under the 10 s an object must be
+/// idle before the runtime may evict it ([`crate::rate::EVICTION_IDLE_MS`]), so nothing held
+/// only in memory is lost to eviction; a busy room, which cannot be evicted, writes nothing.
 pub const FLUSH_DELAY_MS: u64 = 2_000;
 
 /// Longest resume token accepted (v1.1 §3: at most 512 bytes).

@@ -6,7 +6,8 @@
 //!   the Durable Object can rebuild it after hibernation ([`Room::rebuild`], [`Room::with_kept`],
 //!   [`Room::with_identities`]) and carry on exactly where it was. What changes on every frame
 //!   (each peer's `seq` cursor, its last frame time) is written back by the flush deadline,
-//!   [`crate::presence::FLUSH_DELAY_MS`] after the change, well before an eviction can happen.
+//!   once the room has been quiet for [`crate::presence::FLUSH_DELAY_MS`], well before an
+//!   eviction can happen.
 //! - Nothing crosses rooms: a relay's addressee must be a member of this room (an away member
 //!   counts: the frame is kept for it).
 //! - Existing members hear `peer_joined` in the same event that admits the newcomer, before
@@ -198,6 +199,8 @@ pub struct Room {
     identities: Identities,
     /// When the last heartbeat sweep ran in this wake.
     last_sweep_ms: Option<u64>,
+    /// When the last client event (an upgrade, a frame, a close) reached the room in this wake.
+    last_event_ms: u64,
 }
 
 impl Room {
@@ -230,6 +233,7 @@ impl Room {
             live,
             identities: Identities::default(),
             last_sweep_ms: None,
+            last_event_ms: 0,
         }
     }
 
@@ -304,6 +308,7 @@ impl Room {
     /// banned, has `MAX_CONNECTIONS_PER_USER` connections open or is over its connect rate: a
     /// refused upgrade spends nothing and stores nothing.
     pub fn admit(&mut self, arrival: Arrival, now_ms: u64, ids: &mut dyn IdSource) -> Admission {
+        self.last_event_ms = now_ms;
         let resumed = arrival
             .resume
             .as_deref()
@@ -490,6 +495,7 @@ impl Room {
         if self.members[index].away.is_some() {
             return Vec::new();
         }
+        self.last_event_ms = now_ms;
         self.members[index].seen_ms = now_ms;
         self.touch(index, now_ms);
         // Charged before anything is parsed: a flood costs a scan for `"type"`, not a decode.
@@ -605,6 +611,7 @@ impl Room {
         if self.members[index].away.is_some() {
             return Vec::new();
         }
+        self.last_event_ms = now_ms;
         self.members[index].seen_ms = now_ms;
         self.touch(index, now_ms);
         let mut effects = match self.charge(sender, FrameClass::Other, now_ms) {
@@ -714,6 +721,7 @@ impl Room {
         code: u16,
         now_ms: u64,
     ) -> Vec<Effect> {
+        self.last_event_ms = now_ms;
         let mut effects = Vec::new();
         if let Some(index) = self.index(peer.as_str()) {
             let member = &self.members[index];
@@ -819,8 +827,7 @@ impl Room {
             });
         }
         let presence = self.limits.presence;
-        let mut flush: Option<u64> = None;
-        for (member, live) in self.members.iter().zip(&self.live) {
+        for member in &self.members {
             let peer = || member.peer_id.clone();
             match (member.away, member.expires_ms) {
                 (Some(away), _) => deadlines.push(Deadline {
@@ -841,15 +848,8 @@ impl Room {
                 }
                 (None, None) => {}
             }
-            for since in [live.dirty_since, live.outbox.pending_since()]
-                .into_iter()
-                .flatten()
-            {
-                let at = since + FLUSH_DELAY_MS;
-                flush = Some(flush.map_or(at, |f| f.min(at)));
-            }
         }
-        if let Some(at_ms) = flush {
+        if let Some(at_ms) = self.flush_at() {
             deadlines.push(Deadline {
                 at_ms,
                 due: Due::Flush,
@@ -864,7 +864,7 @@ impl Room {
         let presence = self.limits.presence;
         let mut next = self.sweep_at();
         let mut consider = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
-        for (member, live) in self.members.iter().zip(&self.live) {
+        for member in &self.members {
             match (member.away, member.expires_ms) {
                 (Some(away), _) => consider(away.since_ms.saturating_add(presence.resume_grace_ms)),
                 (None, Some(deadline)) if !member.warned => {
@@ -873,12 +873,9 @@ impl Room {
                 (None, Some(deadline)) => consider(deadline),
                 (None, None) => {}
             }
-            if let Some(since) = live.dirty_since {
-                consider(since + FLUSH_DELAY_MS);
-            }
-            if let Some(since) = live.outbox.pending_since() {
-                consider(since + FLUSH_DELAY_MS);
-            }
+        }
+        if let Some(at) = self.flush_at() {
+            consider(at);
         }
         debug_assert_eq!(next, earliest(&self.deadlines()));
         next
@@ -1123,12 +1120,29 @@ impl Room {
         self.broadcast(effects, &member.peer_id, &frame, now_ms);
     }
 
-    /// Stores what must outlive an eviction: kept frames unacknowledged for
-    /// [`FLUSH_DELAY_MS`], and members whose attachment (or row) fell behind.
+    /// When the room must store what only memory holds: once it has been quiet (no client
+    /// event) for [`FLUSH_DELAY_MS`], if anything is unstored. Only an eviction can lose memory
+    /// while the sockets stay open, and the runtime evicts only a room idle for about 10 s: so a
+    /// busy room writes nothing however many frames go unacknowledged, and a quiet one has
+    /// everything stored long before it can be evicted. (A crash loses the connected peers'
+    /// sockets too, so their frames in storage could not be resumed anyway; see
+    /// docs/protocol.md §6d.)
+    fn flush_at(&self) -> Option<u64> {
+        self.live
+            .iter()
+            .any(|l| l.dirty_since.is_some() || l.outbox.pending_since().is_some())
+            .then_some(self.last_event_ms + FLUSH_DELAY_MS)
+    }
+
+    /// Stores what must outlive an eviction once the room is quiet ([`Room::flush_at`]): kept
+    /// frames not yet stored, and members whose attachment (or row) fell behind.
     fn flush(&mut self, effects: &mut Vec<Effect>, now_ms: u64) {
-        let cutoff = now_ms.saturating_sub(FLUSH_DELAY_MS);
+        if now_ms < self.last_event_ms + FLUSH_DELAY_MS {
+            return;
+        }
+        let cutoff = u64::MAX;
         for (member, live) in self.members.iter().zip(self.live.iter_mut()) {
-            if live.dirty_since.is_some_and(|since| since <= cutoff) {
+            if live.dirty_since.is_some() {
                 live.dirty_since = None;
                 effects.push(match member.away {
                     None => Effect::Persist {

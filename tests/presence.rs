@@ -750,3 +750,35 @@ fn a_banned_identity_cannot_resume() {
     let (frame, code) = h.try_arrive(arrival).unwrap_err();
     assert_eq!((frame["code"].as_str(), code), (Some("rate_limited"), 4429));
 }
+
+#[test]
+fn a_busy_room_stores_nothing_and_a_quiet_one_stores_everything_before_it_could_be_evicted() {
+    // A never acknowledges (a v1 client). While frames keep coming, nothing is written: the
+    // room cannot be evicted while busy. Once it has been quiet for the flush delay, every
+    // unacknowledged frame is in storage, long before the ~10 s an eviction needs.
+    let (mut h, a, b) = pair();
+    h.stored.clear();
+    for i in 0..200 {
+        h.advance(60);
+        offer(&mut h, &b, &a, &format!("v={i}"));
+        if h.room.next_deadline().is_some_and(|at| at <= h.now) {
+            h.alarm(&[]);
+        }
+    }
+    assert!(h.stored.is_empty(), "busy: no write");
+    let quiet = h.room.next_deadline().unwrap();
+    assert_eq!(quiet, h.now + FLUSH_DELAY_MS);
+    h.now = quiet;
+    h.alarm(&[]);
+    assert_eq!(h.durable.kept.len(), 200);
+    h.advance(10_000);
+    h.evict();
+    let token = h.token_of(&a);
+    let before = raw_len(&h, &a);
+    h.resume("a", &token);
+    assert_eq!(
+        raw_since(&h, &a, before).len(),
+        201,
+        "joined and all 200 frames"
+    );
+}
