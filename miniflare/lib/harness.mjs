@@ -221,6 +221,7 @@ export class Client {
       // `closed`, which settles when the server also closed the TCP connection.
       ws._receiver?.once?.("conclude", (code, reason) => {
         this.closeFrame = { code, reason: Buffer.from(reason ?? "").toString("utf8"), atMs: performance.now() - this.startedAt };
+        this.resolveCloseFrame?.(this.closeFrame);
       });
     });
     ws.on("message", (data, isBinary) => this.receive(data, isBinary));
@@ -336,6 +337,26 @@ export class Client {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Resolves `{code, reason}` when the server's close frame arrives (or the socket closed),
+   * failing after `ms`. Use it for closes the server sends from another event than the socket's
+   * own (4409 on resume, an alarm's 4401 or 4408): workerd sends the frame at once but may keep
+   * the TCP connection open until the client gives up (../shared/TOOLCHAIN.md).
+   */
+  closeFrameWithin(ms = DEFAULT_TIMEOUT_MS) {
+    const frame = this.closeFrame
+      ? Promise.resolve(this.closeFrame)
+      : new Promise((resolve) => {
+          this.resolveCloseFrame = resolve;
+          this.closed.then(resolve);
+        });
+    return withTimeout(
+      frame.then(({ code, reason }) => ({ code, reason })),
+      ms,
+      `${this.label}'s close frame`,
+    );
   }
 
   /** Sends a text frame: a string verbatim, anything else as JSON; a Buffer as a binary frame. */

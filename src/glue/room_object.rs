@@ -137,6 +137,12 @@ impl Sockets {
         self.0.push((peer, ws));
     }
 
+    /// Removes `ws` (by handle), if it is in the index.
+    fn remove_socket(&mut self, ws: &WebSocket) {
+        let handle = js_handle(ws);
+        self.0.retain(|(_, other)| js_handle(other) != handle);
+    }
+
     fn remove(&mut self, peer: &PeerId) {
         self.0.retain(|(p, _)| p != peer);
     }
@@ -525,11 +531,13 @@ impl Room {
     /// left, then closed).
     fn apply(&self, effects: Vec<Effect>, current: Option<(&PeerId, &WebSocket)>) -> usize {
         let mut rows_written = 0;
+        // A close aimed at the event's peer goes to the event's socket: after a resume, the
+        // close event of the replaced socket must not close the peer's new one.
         let socket = |sockets: &Sockets, peer: &PeerId| -> Option<WebSocket> {
-            sockets.get(peer).cloned().or_else(|| match current {
+            match current {
                 Some((p, ws)) if p == peer => Some(ws.clone()),
-                _ => None,
-            })
+                _ => sockets.get(peer).cloned(),
+            }
         };
         for effect in effects {
             match effect {
@@ -559,7 +567,10 @@ impl Room {
                         );
                     }
                     let ws = socket(&self.sockets.borrow(), &peer);
-                    self.sockets.borrow_mut().remove(&peer);
+                    if let Some(ws) = &ws {
+                        // Only that socket leaves the index, never a newer one of the peer.
+                        self.sockets.borrow_mut().remove_socket(ws);
+                    }
                     if let Some(ws) = ws {
                         // Throws when the socket is already closed (the runtime may have answered
                         // the close itself): nothing is left to do then.
