@@ -42,4 +42,7 @@ node bench/side-by-side/run.mjs --quick
 stage "benchmark: a flood against normal rooms, default limits"
 node bench/flood.mjs --seconds 3
 
+stage "benchmark: relay and storage rows with and without acks; 20 sockets killed mid-trickle and resumed (quick)"
+node bench/resume.mjs --quick
+
 stage "all tests passed in $((SECONDS - started))s"

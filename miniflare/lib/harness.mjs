@@ -540,7 +540,8 @@ export class Worker {
  *   (`JWT_SECRET`, `LOG_SALT`); `undefined` removes one. `MAX_PEERS_PER_ROOM` and
  *   `MAX_FRAME_BYTES` are unset by default so the Worker's own defaults (8, 65536) are tested.
  */
-export async function startWorker({ bindings = {} } = {}) {
+export async function startWorker({ bindings = {}, buildDir = BUILD_DIR } = {}) {
+  const BUILD_DIR = buildDir;
   const scriptPath = join(BUILD_DIR, "index.js");
   if (!existsSync(scriptPath)) {
     throw new Error(`${scriptPath} does not exist: build the Worker first with \`bash scripts/build.sh\``);
