@@ -782,3 +782,40 @@ fn a_busy_room_stores_nothing_and_a_quiet_one_stores_everything_before_it_could_
         "joined and all 200 frames"
     );
 }
+
+#[test]
+fn heartbeats_and_token_deadlines_hold_across_an_eviction() {
+    let mut h = Harness::new("lobby");
+    let deadline = h.now + 200_000;
+    let a = with_deadline(&mut h, "a", deadline);
+    let b = h.join("b");
+    h.take(&a);
+    h.take(&b);
+    // B speaks at +20 s (a real frame, not a ping); the flush writes its last frame time back.
+    h.advance(20_000);
+    h.json(&b, json!({"type":"join","roomId":"lobby"}));
+    while h.run_until_idle_or(FLUSH_DELAY_MS) {}
+    h.advance(10_000);
+    h.evict();
+    // A pings all along (the runtime answers); B is silent from +20 s.
+    let t0 = common::NOW_MS;
+    while !h.closed.contains_key(&b) {
+        let next = h.room.next_deadline().unwrap();
+        assert!(next < t0 + 200_000, "B was never closed");
+        h.now = next;
+        h.alarm(&[(a.clone(), h.now)]);
+    }
+    let silent = h.now - (t0 + 20_000);
+    assert!(
+        (HEARTBEAT..=HEARTBEAT + HEARTBEAT / 2).contains(&silent),
+        "closed after {silent} ms of silence: B's last frame came back from its attachment"
+    );
+    // A's token deadline was in its attachment too: warned, then ended at the deadline.
+    while !h.closed.contains_key(&a) {
+        let next = h.room.next_deadline().unwrap();
+        h.now = next;
+        h.alarm(&[(a.clone(), h.now)]);
+    }
+    assert_eq!((h.now, h.closed[&a]), (deadline, 4401));
+    assert!(h.raw[&a].iter().any(|f| f["code"] == "token_expiring"));
+}

@@ -362,6 +362,59 @@ describe("across eviction (idle until workerd evicts the room)", { concurrency: 
     }
   });
 
+  test("heartbeats across an eviction: the silent socket is closed 4408, the pinging one stays", { timeout: TIMEOUT + 30_000 }, async () => {
+    // 30 s: with a shorter timeout the sweep alarm would keep the room from ever being evicted.
+    const T = 30_000;
+    const w = await startWorker({ bindings: { HEARTBEAT_TIMEOUT_MS: String(T) } });
+    try {
+      const room = uniqueRoom("evict-heartbeat");
+      const { a, b, B } = await pair(w, room);
+      const joinedAt = performance.now();
+      const stop = keepAlive(a, T / 3); // answered by the runtime: never wakes the room
+      try {
+        const mark = w.logs.mark();
+        const closed = await b.closeFrameWithin(T * 1.5 + 5_000);
+        const after = performance.now() - joinedAt;
+        assert.equal(closed.code, 4408);
+        assert.ok(after >= T - 500 && after <= T * 1.5 + 2_000, `closed after ${after.toFixed(0)} ms`);
+        const wakes = w.logs.find((l) => l.event === "room_wake" && l.room === room, { since: mark });
+        assert.ok(wakes.length >= 1, "the room was evicted while the sockets were quiet, and its alarm woke it");
+        assert.equal((await a.next("peer_away")).peerId, B);
+        assert.ok(a.isOpen && !a.closeFrame, "the pinging socket stays");
+      } finally {
+        stop();
+      }
+    } finally {
+      await w.dispose();
+    }
+  });
+
+  test("token deadlines across an eviction: the warning and the 4401 come on time from an evicted room", { timeout: TIMEOUT + 30_000 }, async () => {
+    const w = await startWorker({ bindings: { HEARTBEAT_TIMEOUT_MS: "0", TOKEN_EXPIRY_WARNING_MS: "6000" } });
+    try {
+      const room = uniqueRoom("evict-token");
+      // exp 34 s ago: accepted (60 s leeway); deadline ~26 s away, warning ~20 s away.
+      const jwt = w.token({ rooms: [room], sub: `short-${room}`, ttlSeconds: -34 });
+      const exp = JSON.parse(Buffer.from(jwt.split(".")[1], "base64url")).exp;
+      const { client: a } = await w.join(room, { token: jwt, label: "A" });
+      const { client: b, joined: jb } = await w.join(room, { label: "B" });
+      await a.next("peer_joined");
+      const mark = w.logs.mark();
+      const warning = await a.next((f) => f.code === "token_expiring", 40_000);
+      assert.equal(warning.expiresAt, (exp + 60) * 1000);
+      assert.ok(Date.now() >= warning.expiresAt - 6000 - 1000, "not before the warning time");
+      const wakes = w.logs.find((l) => l.event === "room_wake" && l.room === room, { since: mark });
+      assert.ok(wakes.length >= 1, "the room was evicted before the warning, and its alarm woke it");
+      assert.equal((await a.next("error", 10_000)).code, "unauthorized");
+      assert.equal((await a.closeFrameWithin(2000)).code, 4401);
+      assert.ok(Date.now() >= warning.expiresAt - 1000);
+      assert.equal((await b.next("peer_left")).reason, "leave");
+      assert.ok(jb.peerId);
+    } finally {
+      await w.dispose();
+    }
+  });
+
   test("an idle room with pinging members wakes at most once per half heartbeat timeout", { timeout: TIMEOUT }, async () => {
     const T = 6000;
     const w = await startWorker({ bindings: { HEARTBEAT_TIMEOUT_MS: String(T) } });
