@@ -201,6 +201,8 @@ pub struct Room {
     last_sweep_ms: Option<u64>,
     /// When the last client event (an upgrade, a frame, a close) reached the room in this wake.
     last_event_ms: u64,
+    /// Peers with kept frames in storage that are not members ([`Room::take_cleanup`]).
+    orphans: Vec<String>,
 }
 
 impl Room {
@@ -234,6 +236,7 @@ impl Room {
             identities: Identities::default(),
             last_sweep_ms: None,
             last_event_ms: 0,
+            orphans: Vec::new(),
         }
     }
 
@@ -244,11 +247,16 @@ impl Room {
     }
 
     /// The same room with the kept frames read from durable storage: `(peer, seq, text)`.
-    /// Frames of peers that are no longer members are ignored (the glue forgets them).
+    /// Frames of peers that are no longer members are ignored, and [`Room::take_cleanup`] drops them.
     pub fn with_kept(mut self, frames: impl IntoIterator<Item = (String, u64, String)>) -> Room {
         let mut by_peer: Vec<(usize, Vec<(u64, String)>)> = Vec::new();
         for (peer, seq, text) in frames {
             let Some(index) = self.index(peer.as_str()) else {
+                // Kept for a peer that is no longer a member (its socket went with a crash or
+                // a redeploy): nobody can resume it.
+                if !self.orphans.contains(&peer) {
+                    self.orphans.push(peer);
+                }
                 continue;
             };
             match by_peer.iter_mut().find(|(i, _)| *i == index) {
@@ -267,6 +275,15 @@ impl Room {
             self.live[index].outbox = outbox;
         }
         self
+    }
+
+    /// The writes that drop what storage holds for peers that are no longer members (found by
+    /// [`Room::with_kept`]); the glue runs them once after loading.
+    pub fn take_cleanup(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.orphans)
+            .into_iter()
+            .map(|peer| Write::ForgetKept { peer })
+            .collect()
     }
 
     /// Strikes, bans and connect buckets per identity.

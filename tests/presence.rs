@@ -819,3 +819,23 @@ fn heartbeats_and_token_deadlines_hold_across_an_eviction() {
     assert_eq!((h.now, h.closed[&a]), (deadline, 4401));
     assert!(h.raw[&a].iter().any(|f| f["code"] == "token_expiring"));
 }
+
+#[test]
+fn after_a_crash_the_frames_kept_for_peers_whose_sockets_are_gone_are_dropped() {
+    let (mut h, a, b) = pair();
+    offer(&mut h, &b, &a, "unacked");
+    while h.run_until_idle_or(FLUSH_DELAY_MS) {}
+    assert_eq!(h.durable.kept.len(), 1);
+    // A crash or redeploy closes every socket without a handler: no attachment comes back.
+    h.attachments.clear();
+    h.evict();
+    assert!(h.room.members().is_empty());
+    assert!(
+        h.durable.kept.is_empty(),
+        "orphaned rows are deleted on load"
+    );
+    // A's resume is a fresh join: its sequence is over, and it knows (`resumed: false`).
+    let token = format!("{}.x", a.as_str());
+    let (_, resumed) = h.resume("a", &token);
+    assert!(!resumed);
+}

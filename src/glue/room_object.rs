@@ -635,9 +635,19 @@ impl Room {
             .into_iter()
             .map(|row| (row.peer, u64::try_from(row.seq).unwrap_or(0), row.text))
             .collect();
-        CoreRoom::rebuild(id, limits, members.into_iter().chain(away))
+        let mut room = CoreRoom::rebuild(id, limits, members.into_iter().chain(away))
             .with_kept(kept)
-            .with_identities(self.load_identities())
+            .with_identities(self.load_identities());
+        let cleanup = room.take_cleanup();
+        if !cleanup.is_empty() {
+            let rows: usize = cleanup.iter().map(|write| self.store(write)).sum();
+            log(
+                "info",
+                "storage_write",
+                json!({ "rowsWritten": rows, "orphans": cleanup.len() }),
+            );
+        }
+        room
     }
 
     /// Reads the stored identities and prunes the rows that hold nothing any more.

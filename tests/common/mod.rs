@@ -172,6 +172,10 @@ impl Harness {
         self.room = Room::rebuild(id, limits, connected.clone().into_iter().chain(away))
             .with_kept(kept)
             .with_identities(self.durable.identity.load());
+        for write in self.room.take_cleanup() {
+            self.durable.apply(&write);
+            self.stored.push(write);
+        }
     }
 
     /// Moves the fake clock forward by `ms`.
