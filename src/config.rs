@@ -5,6 +5,9 @@
 //! limit.
 
 use crate::auth::{Verifier, VerifyingKey, MIN_HS256_SECRET_BYTES};
+use crate::keys::KeySet;
+use crate::origin::AllowedOrigins;
+use crate::policy::{PolicyConfig, PolicyMode};
 use crate::presence::PresenceLimits;
 use crate::rate::RateLimits;
 use crate::room::RoomLimits;
@@ -35,10 +38,12 @@ pub const MAX_CONNECTIONS_PER_USER_CEILING: usize = 1_000_000;
 /// A setting that is missing or does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
-    /// `JWT_SECRET` is not set.
+    /// None of `JWT_SECRET`, `JWT_PUBLIC_KEYS` and `JWKS_URL` is set: no token could ever verify.
     MissingSecret,
     /// `JWT_SECRET` is shorter than [`MIN_HS256_SECRET_BYTES`].
     ShortSecret,
+    /// Without `JWT_SECRET`, `LOG_SALT` must be set: user ids are hashed with it.
+    MissingSalt,
     /// A var is set to something out of its range.
     Invalid {
         name: &'static str,
@@ -49,7 +54,14 @@ pub enum ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConfigError::MissingSecret => write!(f, "JWT_SECRET is not set"),
+            ConfigError::MissingSecret => write!(
+                f,
+                "no token can be verified: set JWT_SECRET, JWT_PUBLIC_KEYS or JWKS_URL"
+            ),
+            ConfigError::MissingSalt => write!(
+                f,
+                "LOG_SALT must be set when JWT_SECRET is not (user ids are hashed with it)"
+            ),
             ConfigError::ShortSecret => write!(
                 f,
                 "JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes"
@@ -63,23 +75,143 @@ impl std::fmt::Display for ConfigError {
 #[derive(Clone)]
 pub struct EdgeConfig {
     pub verifier: Verifier,
+    /// `JWKS_URL`: where public keys are fetched from ([`crate::jwks`]).
+    pub jwks_url: Option<String>,
+    /// The backend room policy, when `POLICY_URL` is set or a `POLICY` binding exists.
+    pub policy: Option<PolicyConfig>,
+    /// `ALLOWED_ORIGINS` (empty: any).
+    pub origins: AllowedOrigins,
     /// Key for hashing `sub` before it reaches the room or a log (`LOG_SALT`, else `JWT_SECRET`).
     pub log_salt: Vec<u8>,
 }
 
-/// Reads the entry Worker's settings through `var` (a Worker var or secret by name).
+/// Reads the entry Worker's settings through `var` (a Worker var or secret by name), without a
+/// `POLICY` service binding.
 pub fn edge_config(var: impl Fn(&str) -> Option<String>) -> Result<EdgeConfig, ConfigError> {
-    let secret = non_empty(var("JWT_SECRET")).ok_or(ConfigError::MissingSecret)?;
-    let key = VerifyingKey::hs256(secret.as_bytes()).ok_or(ConfigError::ShortSecret)?;
-    let log_salt = non_empty(var("LOG_SALT")).unwrap_or_else(|| secret.clone());
+    edge_config_with(var, false)
+}
+
+/// Reads the entry Worker's settings through `var`; `policy_binding` says whether the Worker has
+/// a service binding named `POLICY`.
+pub fn edge_config_with(
+    var: impl Fn(&str) -> Option<String>,
+    policy_binding: bool,
+) -> Result<EdgeConfig, ConfigError> {
+    let secret = non_empty(var("JWT_SECRET"));
+    let mut keys = Vec::new();
+    if let Some(secret) = &secret {
+        keys.push(VerifyingKey::hs256(secret.as_bytes()).ok_or(ConfigError::ShortSecret)?);
+    }
+    if let Some(jwks) = non_empty(var("JWT_PUBLIC_KEYS")) {
+        keys.extend(pinned_keys(&jwks)?);
+    }
+    let jwks_url = non_empty(var("JWKS_URL"))
+        .map(|url| checked_url("JWKS_URL", url))
+        .transpose()?;
+    if keys.is_empty() && jwks_url.is_none() {
+        return Err(ConfigError::MissingSecret);
+    }
+    let log_salt = non_empty(var("LOG_SALT"))
+        .or(secret)
+        .ok_or(ConfigError::MissingSalt)?;
+    let policy_url = non_empty(var("POLICY_URL"))
+        .map(|url| checked_url("POLICY_URL", url))
+        .transpose()?;
+    let mode = match non_empty(var("ROOM_POLICY")).as_deref().map(str::trim) {
+        None | Some("claim") => PolicyMode::WithoutRoomsClaim,
+        Some("always") => PolicyMode::Always,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "ROOM_POLICY",
+                expected: format!("`claim` or `always`, not `{other}`"),
+            })
+        }
+    };
+    let policy = match (policy_url, policy_binding) {
+        (None, false) if mode == PolicyMode::Always => {
+            return Err(ConfigError::Invalid {
+                name: "ROOM_POLICY",
+                expected: "`claim` unless POLICY_URL or a POLICY binding is configured".into(),
+            })
+        }
+        (None, false) => None,
+        (url, binding) => Some(PolicyConfig {
+            mode,
+            url: url.unwrap_or_else(|| "https://policy/".to_owned()),
+            token: non_empty(var("POLICY_TOKEN")),
+            binding,
+        }),
+    };
+    let origins =
+        AllowedOrigins::parse(&var("ALLOWED_ORIGINS").unwrap_or_default()).map_err(|why| {
+            ConfigError::Invalid {
+                name: "ALLOWED_ORIGINS",
+                expected: format!("a comma-separated list of origins or patterns: {why}"),
+            }
+        })?;
     Ok(EdgeConfig {
         verifier: Verifier {
-            keys: vec![key],
+            keys,
+            fetches_keys: jwks_url.is_some(),
             issuer: non_empty(var("JWT_ISSUER")),
             audience: non_empty(var("JWT_AUDIENCE")),
         },
+        jwks_url,
+        policy,
+        origins,
         log_salt: log_salt.into_bytes(),
     })
+}
+
+/// The keys of `JWT_PUBLIC_KEYS`: every key in it must load (a key the operator pinned and this
+/// service silently ignored would be a trap).
+fn pinned_keys(jwks: &str) -> Result<Vec<VerifyingKey>, ConfigError> {
+    let invalid = |expected: String| ConfigError::Invalid {
+        name: "JWT_PUBLIC_KEYS",
+        expected,
+    };
+    let set = KeySet::from_jwks(jwks).map_err(|why| invalid(format!("a JWKS document: {why}")))?;
+    if let Some(skipped) = set.skipped.first() {
+        return Err(invalid(format!(
+            "a JWKS of usable verifying keys, but {skipped}"
+        )));
+    }
+    if set.keys.is_empty() {
+        return Err(invalid("a JWKS with at least one key".into()));
+    }
+    Ok(set.keys.into_iter().map(VerifyingKey::Public).collect())
+}
+
+/// An `https://` URL, or `http://` to loopback (local development and tests).
+fn checked_url(name: &'static str, url: String) -> Result<String, ConfigError> {
+    let url = url.trim().to_owned();
+    let host = |rest: &str| -> String {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if host.starts_with('[') {
+            host.split(']').next().unwrap_or("").to_owned() + "]"
+        } else {
+            host.split(':').next().unwrap_or("").to_ascii_lowercase()
+        }
+    };
+    let ok = if let Some(rest) = url.strip_prefix("https://") {
+        !host(rest).is_empty()
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        matches!(host(rest).as_str(), "localhost" | "127.0.0.1" | "[::1]")
+    } else {
+        false
+    };
+    if ok {
+        Ok(url)
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            expected: format!(
+                "an https:// URL (http:// only to localhost), not `{}`",
+                url.chars().take(80).collect::<String>()
+            ),
+        })
+    }
 }
 
 /// Reads the room's limits (rate limits included) through `var`.

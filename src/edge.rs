@@ -3,6 +3,10 @@
 //!
 //! Invariants:
 //! - Only [`EdgeDecision::Forward`] touches a Durable Object; every refusal is answered here.
+//! - The checks run cheapest first: route, subprotocols, configuration, the origin allow-list
+//!   ([`crate::origin`]), a token's presence; only then is the token verified and the room
+//!   authorized ([`EdgeStep::Authorize`], which may need fetched keys, a WebCrypto signature check
+//!   or the room policy, so the caller does it and answers with [`Authorize::finish`]).
 //! - A refused *upgrade* is answered with a WebSocket (101, one `error` frame, close 4401/4403):
 //!   browsers cannot read an HTTP body on a failed handshake. A refused plain request gets an
 //!   HTTP status and a JSON body.
@@ -40,6 +44,8 @@ pub struct EdgeRequest<'a> {
     pub authorization: Option<&'a str>,
     pub protocols: Option<&'a str>,
     pub upgrade: Option<&'a str>,
+    /// The `Origin` header.
+    pub origin: Option<&'a str>,
 }
 
 /// What the Worker tells the room about an admitted connection.
@@ -57,6 +63,28 @@ pub struct ForwardedIdentity {
     /// The resume token offered (`?resume=` or a `resume.<token>` subprotocol entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
+}
+
+/// What deciding a request needs next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EdgeStep<'a> {
+    /// Decided without the token's verification.
+    Decided(EdgeDecision),
+    /// Verify the token and authorize the room ([`crate::auth`], [`crate::policy`]), then call
+    /// [`Authorize::finish`].
+    Authorize(Authorize<'a>),
+}
+
+/// A request whose token must be verified and whose room must be authorized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authorize<'a> {
+    /// The token from the first placement that has one.
+    pub token: &'a str,
+    /// The room asked for.
+    pub room: RoomId,
+    is_upgrade: bool,
+    protocol: Option<&'static str>,
+    resume: Option<&'a str>,
 }
 
 /// What the Worker does with a request.
@@ -82,91 +110,111 @@ enum Route {
     Room(RoomId),
 }
 
-/// Decides what to do with `req` at `now_ms`.
-pub fn decide(
-    req: &EdgeRequest<'_>,
+/// Decides what to do with `req`, as far as it can without verifying the token.
+pub fn decide<'a>(
+    req: &EdgeRequest<'a>,
     config: Result<&EdgeConfig, &ConfigError>,
-    now_ms: u64,
-) -> EdgeDecision {
+) -> EdgeStep<'a> {
     let route = match route(req) {
         Ok(route) => route,
-        Err(refusal) => return refusal,
+        Err(refusal) => return EdgeStep::Decided(refusal),
     };
     let room = match route {
-        Route::Health => return EdgeDecision::Health,
+        Route::Health => return EdgeStep::Decided(EdgeDecision::Health),
         Route::Room(room) => room,
     };
     let offered = match offered_protocols(req.protocols) {
         Ok(offered) => offered,
-        Err(refusal) => return refusal,
+        Err(refusal) => return EdgeStep::Decided(refusal),
     };
     let is_upgrade = req.upgrade.is_some_and(|u| {
         u.split(',')
             .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
     });
     let protocol = offered.signal_v1.then_some(SUBPROTOCOL);
-    let refuse = |code: ErrorCode, message: String| match (is_upgrade, close_code_for(code)) {
-        (true, Some(close_code)) => EdgeDecision::RefuseUpgrade {
-            code,
-            message,
-            close_code,
-            protocol,
-        },
-        _ => EdgeDecision::HttpError { code, message },
-    };
     let config = match config {
         Ok(config) => config,
         Err(e) => {
-            return EdgeDecision::HttpError {
+            return EdgeStep::Decided(EdgeDecision::HttpError {
                 code: ErrorCode::Internal,
                 message: format!("server misconfigured: {e}"),
-            }
+            })
         }
     };
-    let identity = find_token(req, offered.bearer)
-        .ok_or(AuthError::Missing)
-        .and_then(|token| config.verifier.verify(token, now_ms))
-        .and_then(|identity: Identity| identity.may_enter(&room).map(|()| identity));
-    let identity = match identity {
-        Ok(identity) => identity,
-        Err(e) => return refuse(e.code(), e.message().to_owned()),
-    };
-    if !is_upgrade {
-        return EdgeDecision::HttpError {
-            code: ErrorCode::UpgradeRequired,
-            message: "this endpoint is a WebSocket: send Upgrade: websocket".into(),
-        };
-    }
     let resume = offered.resume.or_else(|| {
         req.query
             .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("resume=")))
     });
-    EdgeDecision::Forward(ForwardedIdentity {
-        user: user_hash(&config.log_salt, &identity.sub),
-        room: room.as_str().to_owned(),
-        protocol: protocol.map(str::to_owned),
-        expires_ms: Some(identity.expires_ms),
-        // Anything that is not a token of ours in shape is no resume attempt at all.
-        resume: resume
-            .filter(|token| crate::presence::parse_resume_token(token).is_some())
-            .map(str::to_owned),
-    })
+    let authorize = Authorize {
+        token: "",
+        room,
+        is_upgrade,
+        protocol,
+        resume,
+    };
+    if !config.origins.allows(req.origin) {
+        let origin = shorten(req.origin.unwrap_or_default());
+        return EdgeStep::Decided(authorize.refuse(
+            ErrorCode::Forbidden,
+            format!("origin {origin} is not allowed to connect (ALLOWED_ORIGINS)"),
+        ));
+    }
+    match find_token(req, offered.bearer) {
+        Some(token) => EdgeStep::Authorize(Authorize { token, ..authorize }),
+        None => EdgeStep::Decided(authorize.finish(config, Err(AuthError::Missing))),
+    }
 }
 
-/// Checks a `refresh` frame's token as [`decide`] checks an upgrade's: signature, claims and
-/// the room. Answers the salted hash of its `sub` and its deadline.
-pub fn verify_refresh(
-    config: &EdgeConfig,
-    token: &str,
-    room: &RoomId,
-    now_ms: u64,
-) -> Result<crate::id::TokenGrant, AuthError> {
-    let identity = config.verifier.verify(token, now_ms)?;
-    identity.may_enter(room)?;
-    Ok(crate::id::TokenGrant {
+impl Authorize<'_> {
+    /// The decision once the token was verified and the room authorized (or not).
+    pub fn finish(
+        self,
+        config: &EdgeConfig,
+        identity: Result<Identity, AuthError>,
+    ) -> EdgeDecision {
+        let identity = match identity {
+            Ok(identity) => identity,
+            Err(e) => return self.refuse(e.code(), e.message().to_owned()),
+        };
+        if !self.is_upgrade {
+            return EdgeDecision::HttpError {
+                code: ErrorCode::UpgradeRequired,
+                message: "this endpoint is a WebSocket: send Upgrade: websocket".into(),
+            };
+        }
+        EdgeDecision::Forward(ForwardedIdentity {
+            user: user_hash(&config.log_salt, &identity.sub),
+            room: self.room.as_str().to_owned(),
+            protocol: self.protocol.map(str::to_owned),
+            expires_ms: Some(identity.expires_ms),
+            // Anything that is not a token of ours in shape is no resume attempt at all.
+            resume: self
+                .resume
+                .filter(|token| crate::presence::parse_resume_token(token).is_some())
+                .map(str::to_owned),
+        })
+    }
+
+    fn refuse(&self, code: ErrorCode, message: String) -> EdgeDecision {
+        match (self.is_upgrade, close_code_for(code)) {
+            (true, Some(close_code)) => EdgeDecision::RefuseUpgrade {
+                code,
+                message,
+                close_code,
+                protocol: self.protocol,
+            },
+            _ => EdgeDecision::HttpError { code, message },
+        }
+    }
+}
+
+/// What a `refresh` frame's token grants once it passed the checks of an upgrade (signature,
+/// claims, the room): the salted hash of its `sub` and its deadline.
+pub fn refresh_grant(config: &EdgeConfig, identity: &Identity) -> crate::id::TokenGrant {
+    crate::id::TokenGrant {
         user: user_hash(&config.log_salt, &identity.sub),
         expires_ms: identity.expires_ms,
-    })
+    }
 }
 
 fn route(req: &EdgeRequest<'_>) -> Result<Route, EdgeDecision> {

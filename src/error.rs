@@ -33,8 +33,12 @@ pub enum ErrorCode {
     ConnectionLimit,
     /// No valid token.
     Unauthorized,
-    /// A valid token that may not enter this room.
+    /// A valid token that may not enter this room, or a browser upgrade from an origin not in
+    /// `ALLOWED_ORIGINS`.
     Forbidden,
+    /// The token cannot be checked now: the key set (`JWKS_URL`) or the room policy could not be
+    /// reached (upgrade: close 1013; HTTP 503). Try again later.
+    Unavailable,
     /// The server failed; the client did nothing wrong.
     Internal,
     /// HTTP only: no route at this path.
@@ -60,6 +64,7 @@ impl ErrorCode {
             ErrorCode::ConnectionLimit => "connection_limit",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -79,7 +84,7 @@ impl ErrorCode {
             ErrorCode::UpgradeRequired => 426,
             // The identity's own doing, like a rate: 429, not the room's capacity (503).
             ErrorCode::RateLimited | ErrorCode::ConnectionLimit => 429,
-            ErrorCode::RoomFull => 503,
+            ErrorCode::RoomFull | ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -125,7 +130,7 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// Server going away (deploy, shutdown).
     pub const GOING_AWAY: u16 = 1001;
-    /// Room full or connection limit: try again later.
+    /// Room full, connection limit, or keys/policy unreachable: try again later.
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// Protocol abuse.
     pub const PROTOCOL_ABUSE: u16 = 4400;
@@ -147,7 +152,9 @@ pub const fn close_code_for(code: ErrorCode) -> Option<u16> {
     match code {
         ErrorCode::Unauthorized => Some(close::UNAUTHORIZED),
         ErrorCode::Forbidden => Some(close::FORBIDDEN),
-        ErrorCode::RoomFull | ErrorCode::ConnectionLimit => Some(close::TRY_AGAIN_LATER),
+        ErrorCode::RoomFull | ErrorCode::ConnectionLimit | ErrorCode::Unavailable => {
+            Some(close::TRY_AGAIN_LATER)
+        }
         _ => None,
     }
 }

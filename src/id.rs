@@ -4,7 +4,7 @@
 //! [`IdSource`]. In the Worker that is `Date.now()` and `crypto.getRandomValues`; in tests a
 //! counter. 80 random bits make a peer id unguessable.
 
-use crate::protocol::{PeerId, RoomId};
+use crate::protocol::PeerId;
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -21,13 +21,6 @@ pub trait IdSource {
     /// A new resume secret: unguessable, `[A-Za-z0-9]`.
     fn next_secret(&mut self) -> String {
         self.next_id()
-    }
-
-    /// Checks a `refresh` frame's token for `room` as the edge would (signature, claims, the
-    /// room): on success the salted hash of its `sub` and its deadline (`exp` plus the leeway,
-    /// in ms). The core never verifies tokens itself; without a verifier every refresh fails.
-    fn verify_refresh(&mut self, _token: &str, _room: &RoomId) -> Result<TokenGrant, String> {
-        Err("token refresh is not available here".to_owned())
     }
 }
 

@@ -5,7 +5,9 @@
 //! core:
 //! - [`edge`]: routes a request, finds and verifies its token, decides whether the upgrade may
 //!   reach the room's Durable Object;
-//! - [`auth`]: JWT verification and room authorization;
+//! - [`auth`]: JWT verification and room authorization; [`keys`]: verifying keys and JWKS
+//!   documents; [`jwks`]: when fetched keys are refetched; [`policy`]: the backend room policy;
+//!   [`origin`]: the browser origin allow-list;
 //! - [`room`]: a room's membership and relay as an event-driven value that returns effects;
 //! - [`rate`]: abuse control (buckets, strikes, bans, connect limits); [`storage`]: the room's
 //!   SQLite schema and statements;
@@ -18,7 +20,11 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod id;
+pub mod jwks;
+pub mod keys;
 pub mod log;
+pub mod origin;
+pub mod policy;
 pub mod presence;
 pub mod protocol;
 pub mod rate;

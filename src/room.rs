@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{
     close, close_code_for, ending_close_code, reciprocal_close_code, ErrorCode, WarningCode,
 };
-use crate::id::IdSource;
+use crate::id::{IdSource, TokenGrant};
 use crate::presence::{
     parse_resume_token, resume_token, secrets_match, Away, Cursor, Kept, Outbox, OutboxWrite,
     PresenceLimits, FLUSH_DELAY_MS,
@@ -151,6 +151,14 @@ pub enum Effect {
     Persist { member: Member },
     /// Write to the room's durable storage ([`crate::storage`]).
     Store(Write),
+    /// Check `token` for this room as the edge checks an upgrade's (it may need keys fetched or
+    /// a signature checked by the runtime, so it is not done here), then answer with
+    /// [`Room::on_refresh_checked`].
+    CheckRefresh {
+        peer: PeerId,
+        token: String,
+        correlation_id: Option<String>,
+    },
 }
 
 /// The outcome of an upgrade that reached the room.
@@ -611,7 +619,11 @@ impl Room {
                 frame: ServerFrame::Pong,
             }]),
             ClientFrame::Ack { seq } => self.ack(index, seq),
-            ClientFrame::Refresh { token } => self.refresh(index, &token, now_ms, ids),
+            ClientFrame::Refresh { token } => Ok(vec![Effect::CheckRefresh {
+                peer: sender.clone(),
+                token: token.into_owned(),
+                correlation_id: correlation_id.as_deref().map(str::to_owned),
+            }]),
         };
         result.unwrap_or_else(|mut refusal| {
             refusal.correlation_id = correlation_id.map(Cow::into_owned);
@@ -990,12 +1002,33 @@ impl Room {
         Ok(effects)
     }
 
+    /// The answer to an [`Effect::CheckRefresh`] for `peer`: the grant of a token that passed the
+    /// edge's checks, or why it did not. A peer that left (or went away) meanwhile gets nothing.
+    pub fn on_refresh_checked(
+        &mut self,
+        peer: &PeerId,
+        checked: Result<TokenGrant, String>,
+        correlation_id: Option<String>,
+        now_ms: u64,
+    ) -> Vec<Effect> {
+        let Some(index) = self.index(peer.as_str()) else {
+            return Vec::new();
+        };
+        if self.members[index].away.is_some() {
+            return Vec::new();
+        }
+        self.refresh(index, checked, now_ms)
+            .unwrap_or_else(|mut refusal| {
+                refusal.correlation_id = correlation_id;
+                vec![self.refuse(peer, refusal)]
+            })
+    }
+
     fn refresh(
         &mut self,
         index: usize,
-        token: &str,
+        checked: Result<TokenGrant, String>,
         now_ms: u64,
-        ids: &mut dyn IdSource,
     ) -> Result<Vec<Effect>, Refusal> {
         let unauthorized = |why: &str| {
             Refusal::new(
@@ -1003,9 +1036,7 @@ impl Room {
                 format!("refresh refused: {why}; the current token still holds"),
             )
         };
-        let grant = ids
-            .verify_refresh(token, &self.id)
-            .map_err(|why| unauthorized(&why))?;
+        let grant = checked.map_err(|why| unauthorized(&why))?;
         let member = &mut self.members[index];
         if grant.user != member.user {
             return Err(unauthorized("the token is for another identity"));

@@ -11,6 +11,7 @@ use serde_json::json;
 fn verifier() -> Verifier {
     Verifier {
         keys: vec![VerifyingKey::hs256(SECRET.as_bytes()).unwrap()],
+        fetches_keys: false,
         issuer: None,
         audience: None,
     }

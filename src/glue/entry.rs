@@ -7,11 +7,11 @@ use worker::{
     WebSocketPair,
 };
 
-use super::{json_response, log, now_ms};
-use crate::config::edge_config;
+use super::{json_response, log};
+use crate::config::{edge_config_with, ConfigError, EdgeConfig};
 use crate::edge::{
     decide, error_body, url_path, url_query, url_without_query, EdgeDecision, EdgeRequest,
-    ForwardedIdentity, IDENTITY_HEADER,
+    EdgeStep, ForwardedIdentity, IDENTITY_HEADER,
 };
 use crate::protocol::Refusal;
 
@@ -26,10 +26,11 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
     let raw_url = req.url();
     let path = url_path(&raw_url);
     let headers = req.headers();
-    let (authorization, protocols, upgrade) = (
+    let (authorization, protocols, upgrade, origin) = (
         headers.get("authorization")?,
         headers.get("sec-websocket-protocol")?,
         headers.get("upgrade")?,
+        headers.get("origin")?,
     );
     let method = req.method();
     let edge_req = EdgeRequest {
@@ -39,11 +40,24 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
         authorization: authorization.as_deref(),
         protocols: protocols.as_deref(),
         upgrade: upgrade.as_deref(),
+        origin: origin.as_deref(),
     };
     // Secrets and vars are read per request: parsing them is a few string copies, and a
     // redeployed secret takes effect without relying on isolate lifetime.
-    let config = edge_config(|name| env.var(name).ok().map(|v| v.to_string()));
-    match decide(&edge_req, config.as_ref(), now_ms()) {
+    let config = config(&env);
+    let decision = match decide(&edge_req, config.as_ref()) {
+        EdgeStep::Decided(decision) => decision,
+        EdgeStep::Authorize(authorize) => {
+            // `decide` answers Authorize only with a configuration.
+            let config = config
+                .as_ref()
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let identity =
+                super::trust::authorize(&env, config, authorize.token, &authorize.room).await;
+            authorize.finish(config, identity)
+        }
+    };
+    match decision {
         EdgeDecision::Health => json_response(200, json!({ "status": "ok" }).to_string()),
         EdgeDecision::HttpError { code, message } => {
             if code == crate::error::ErrorCode::Internal {
@@ -74,6 +88,16 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
             forward(&env, url_without_query(&raw_url), identity).await
         }
     }
+}
+
+/// The entry Worker's settings, from its vars, secrets and bindings.
+pub(super) fn config(env: &Env) -> std::result::Result<EdgeConfig, ConfigError> {
+    let has_policy_binding =
+        worker::js_sys::Reflect::has(env.as_ref(), &"POLICY".into()).unwrap_or(false);
+    edge_config_with(
+        |name| env.var(name).ok().map(|v| v.to_string()),
+        has_policy_binding,
+    )
 }
 
 /// Sends the upgrade to the room's Durable Object with the identity in [`IDENTITY_HEADER`]. The

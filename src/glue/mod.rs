@@ -2,6 +2,7 @@
 
 mod entry;
 mod room_object;
+mod trust;
 
 use worker::{Headers, Response, Result};
 

@@ -27,6 +27,7 @@
 //!   carries its old connection number (from its attachment), which the core ignores.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -36,10 +37,10 @@ use worker::{Env, Response, Result, SqlStorageValue, State, WebSocket, WebSocket
 
 use super::entry::with_protocol;
 use super::{json_response, log, now_ms};
-use crate::config::{edge_config, room_limits, ConfigError, EdgeConfig};
-use crate::edge::{error_body, verify_refresh, ForwardedIdentity, IDENTITY_HEADER};
+use crate::config::{room_limits, ConfigError, EdgeConfig};
+use crate::edge::{error_body, refresh_grant, ForwardedIdentity, IDENTITY_HEADER};
 use crate::error::{close, ErrorCode};
-use crate::id::{ulid, CountingUlids, IdSource, TokenGrant};
+use crate::id::{ulid, CountingUlids, IdSource};
 use crate::protocol::{PeerId, RoomId, PING_TEXT, PONG_TEXT};
 use crate::rate::Identities;
 use crate::room::{Admission, Arrival, Effect, Member, Room as CoreRoom, RoomLimits};
@@ -91,7 +92,13 @@ struct Attachment {
 /// future, a promise and a microtask per frame (see docs/performance.md).
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
 pub struct Room {
+    /// Shared with the rare handler that must await (a `refresh` frame's token check).
+    inner: Rc<Inner>,
+}
+
+struct Inner {
     state: State,
+    env: Env,
     /// The raw state, for what workers-rs does not wrap.
     raw_state: worker::worker_sys::DurableObjectState,
     limits: std::result::Result<RoomLimits, ConfigError>,
@@ -107,6 +114,15 @@ pub struct Room {
     correlation_ids: RefCell<CountingUlids>,
     /// Whether the storage schema is known to exist in this wake.
     schema_ready: std::cell::Cell<bool>,
+    /// `refresh` tokens the core asked to check ([`Effect::CheckRefresh`]), taken after each
+    /// event.
+    refresh_checks: RefCell<Vec<RefreshCheck>>,
+}
+
+struct RefreshCheck {
+    peer: PeerId,
+    token: String,
+    correlation_id: Option<String>,
 }
 
 /// Members' sockets by peer id. A room holds a handful of peers, so a linear scan beats
@@ -148,7 +164,7 @@ impl Sockets {
     }
 }
 
-impl Room {
+impl Inner {
     /// Constructs the object: reads its limits, sets the ping auto-response, and rebuilds the
     /// room from its sockets and storage (after an eviction, or empty for a new room).
     fn new(raw_state: worker::worker_sys::DurableObjectState, env: Env) -> Self {
@@ -157,14 +173,15 @@ impl Room {
             worker::worker_sys::DurableObjectState,
         >(JsValue::from(raw_state.clone())));
         let limits = room_limits(|name| env.var(name).ok().map(|v| v.to_string()));
-        let edge = edge_config(|name| env.var(name).ok().map(|v| v.to_string()));
+        let edge = super::entry::config(&env);
         if let Ok(pair) =
             worker::worker_sys::WebSocketRequestResponsePair::new(PING_TEXT, PONG_TEXT)
         {
             state.set_websocket_auto_response(&pair);
         }
-        let this = Room {
+        let this = Inner {
             state,
+            env,
             raw_state,
             limits,
             edge,
@@ -173,6 +190,7 @@ impl Room {
             sockets: RefCell::new(Sockets::default()),
             correlation_ids: RefCell::new(CountingUlids::new(random_bytes())),
             schema_ready: std::cell::Cell::new(false),
+            refresh_checks: RefCell::new(Vec::new()),
         };
         let name = this.state.id().name();
         this.rebuild(name.as_deref());
@@ -298,13 +316,74 @@ impl Room {
 impl Room {
     #[wasm_bindgen(constructor)]
     pub fn js_new(state: worker::worker_sys::DurableObjectState, env: Env) -> Room {
-        Room::new(state, env)
+        Room {
+            inner: Rc::new(Inner::new(state, env)),
+        }
     }
 
     /// The room's one alarm: everything due (heartbeat sweep, grace ends, token deadlines, the
     /// flush), then the next alarm.
     #[wasm_bindgen(js_name = alarm)]
     pub fn js_alarm(&self) {
+        self.inner.alarm_event();
+    }
+
+    /// Synchronous, and on the raw request: nothing here awaits, and converting to workers-rs'
+    /// `Request` would read `request.cf`, which the runtime rebuilds on every access.
+    #[wasm_bindgen(js_name = fetch)]
+    pub fn js_fetch(
+        &self,
+        req: worker::web_sys::Request,
+    ) -> std::result::Result<worker::web_sys::Response, JsValue> {
+        self.inner.fetch_event(req)
+    }
+
+    /// Synchronous for every frame but a `refresh`, whose token check may fetch keys or call
+    /// WebCrypto: then it answers a promise the runtime waits for.
+    #[wasm_bindgen(js_name = webSocketMessage)]
+    pub fn js_websocket_message(
+        &self,
+        ws: worker::web_sys::WebSocket,
+        message: JsValue,
+    ) -> JsValue {
+        self.inner.message_event(ws, message);
+        let checks = std::mem::take(&mut *self.inner.refresh_checks.borrow_mut());
+        if checks.is_empty() {
+            return JsValue::UNDEFINED;
+        }
+        let inner = self.inner.clone();
+        worker::wasm_bindgen_futures::future_to_promise(async move {
+            for check in checks {
+                inner.check_refresh(check).await;
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+        .into()
+    }
+
+    #[wasm_bindgen(js_name = webSocketClose)]
+    pub fn js_websocket_close(
+        &self,
+        ws: worker::web_sys::WebSocket,
+        code: u32,
+        _reason: JsValue,
+        _clean: JsValue,
+    ) {
+        self.inner
+            .closed(&ws.into(), u16::try_from(code).unwrap_or(1006));
+    }
+
+    #[wasm_bindgen(js_name = webSocketError)]
+    pub fn js_websocket_error(&self, ws: worker::web_sys::WebSocket, _error: JsValue) {
+        // 1006: abnormal closure; answered with 1000 by the core's close mapping.
+        self.inner.closed(&ws.into(), 1006);
+    }
+}
+
+impl Inner {
+    /// The room's one alarm: everything due (heartbeat sweep, grace ends, token deadlines, the
+    /// flush), then the next alarm.
+    fn alarm_event(&self) {
         let mut alarm = self.alarm.get();
         alarm.fired();
         self.alarm.set(alarm);
@@ -339,8 +418,7 @@ impl Room {
 
     /// Synchronous, and on the raw request: nothing here awaits, and converting to workers-rs'
     /// `Request` would read `request.cf`, which the runtime rebuilds on every access.
-    #[wasm_bindgen(js_name = fetch)]
-    pub fn js_fetch(
+    fn fetch_event(
         &self,
         req: worker::web_sys::Request,
     ) -> std::result::Result<worker::web_sys::Response, JsValue> {
@@ -350,8 +428,7 @@ impl Room {
             .map_err(JsValue::from)
     }
 
-    #[wasm_bindgen(js_name = webSocketMessage)]
-    pub fn js_websocket_message(&self, ws: worker::web_sys::WebSocket, message: JsValue) {
+    fn message_event(&self, ws: worker::web_sys::WebSocket, message: JsValue) {
         let ws = WebSocket::from(ws);
         // Only the peer's current socket speaks for it: one that a resume replaced is ignored.
         let Some(peer) = self.sockets.borrow().peer_of(&ws).cloned() else {
@@ -382,25 +459,28 @@ impl Room {
         }
     }
 
-    #[wasm_bindgen(js_name = webSocketClose)]
-    pub fn js_websocket_close(
-        &self,
-        ws: worker::web_sys::WebSocket,
-        code: u32,
-        _reason: JsValue,
-        _clean: JsValue,
-    ) {
-        self.closed(&ws.into(), u16::try_from(code).unwrap_or(1006));
-    }
-
-    #[wasm_bindgen(js_name = webSocketError)]
-    pub fn js_websocket_error(&self, ws: worker::web_sys::WebSocket, _error: JsValue) {
-        // 1006: abnormal closure; answered with 1000 by the core's close mapping.
-        self.closed(&ws.into(), 1006);
+    /// Checks a `refresh` frame's token as the edge checks an upgrade's, then hands the answer
+    /// to the core. No borrow is held across the await: other frames may be handled meanwhile.
+    async fn check_refresh(&self, check: RefreshCheck) {
+        let room_id = self.room.borrow().as_ref().map(|r| r.id().clone());
+        let (Some(room_id), Ok(edge)) = (room_id, self.edge.as_ref()) else {
+            return;
+        };
+        let checked = super::trust::authorize(&self.env, edge, &check.token, &room_id)
+            .await
+            .map(|identity| refresh_grant(edge, &identity))
+            .map_err(|e| e.message().to_owned());
+        let now = now_ms();
+        let effects = match self.room.borrow_mut().as_mut() {
+            Some(room) => room.on_refresh_checked(&check.peer, checked, check.correlation_id, now),
+            None => Vec::new(),
+        };
+        self.apply(effects, None);
+        self.plan_alarm();
     }
 }
 
-impl Room {
+impl Inner {
     /// Rebuilds the room and the socket index from the open sockets' attachments.
     fn rebuild(&self, name: Option<&str>) {
         let mut room_id = name.and_then(RoomId::parse);
@@ -440,7 +520,6 @@ impl Room {
     fn ids(&self, now_ms: u64) -> RoomIds<'_> {
         RoomIds {
             correlation_ids: &self.correlation_ids,
-            edge: self.edge.as_ref().ok(),
             now_ms,
         }
     }
@@ -577,6 +656,15 @@ impl Room {
                         let _ = ws.close(Some(code), Some(reason));
                     }
                 }
+                Effect::CheckRefresh {
+                    peer,
+                    token,
+                    correlation_id,
+                } => self.refresh_checks.borrow_mut().push(RefreshCheck {
+                    peer,
+                    token,
+                    correlation_id,
+                }),
                 Effect::Persist { member } => {
                     let room = self
                         .room
@@ -745,7 +833,6 @@ fn is_open(ws: &WebSocket) -> bool {
 /// The core's [`IdSource`] in the Worker.
 struct RoomIds<'a> {
     correlation_ids: &'a RefCell<CountingUlids>,
-    edge: Option<&'a EdgeConfig>,
     /// The event's time (the runtime's clock stands still within an event).
     now_ms: u64,
 }
@@ -765,17 +852,6 @@ impl IdSource for RoomIds<'_> {
         let mut secret = ulid(0, a)[10..].to_owned();
         secret.push_str(&ulid(0, b)[10..]);
         secret
-    }
-
-    fn verify_refresh(
-        &mut self,
-        token: &str,
-        room: &RoomId,
-    ) -> std::result::Result<TokenGrant, String> {
-        let edge = self
-            .edge
-            .ok_or_else(|| "the server cannot check tokens (misconfigured)".to_owned())?;
-        verify_refresh(edge, token, room, self.now_ms).map_err(|e| e.message().to_owned())
     }
 }
 

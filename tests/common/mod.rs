@@ -18,21 +18,25 @@ use serde_json::Value;
 use sha2::Sha256;
 
 /// Sequential ids: `ID000000000000000000000001`, …; deterministic, distinct. Refresh tokens
-/// it knows (`grants`) verify to their grant; any other fails as the edge would.
+/// it knows (`grants`) verify to their grant ([`CountingIds::check_refresh`]); any other fails
+/// as the edge would.
 #[derive(Default)]
 pub struct CountingIds(u64, pub BTreeMap<String, TokenGrant>);
+
+impl CountingIds {
+    /// What the glue's token check answers for an [`Effect::CheckRefresh`].
+    pub fn check_refresh(&self, token: &str) -> Result<TokenGrant, String> {
+        self.1
+            .get(token)
+            .cloned()
+            .ok_or_else(|| "the token is not valid".to_owned())
+    }
+}
 
 impl IdSource for CountingIds {
     fn next_id(&mut self) -> String {
         self.0 += 1;
         format!("ID{:024}", self.0)
-    }
-
-    fn verify_refresh(&mut self, token: &str, _room: &RoomId) -> Result<TokenGrant, String> {
-        self.1
-            .get(token)
-            .cloned()
-            .ok_or_else(|| "the token is not valid".to_owned())
     }
 }
 
@@ -315,6 +319,17 @@ impl Harness {
                 Effect::Store(write) => {
                     self.durable.apply(&write);
                     self.stored.push(write)
+                }
+                Effect::CheckRefresh {
+                    peer,
+                    token,
+                    correlation_id,
+                } => {
+                    let checked = self.ids.check_refresh(&token);
+                    let more =
+                        self.room
+                            .on_refresh_checked(&peer, checked, correlation_id, self.now);
+                    self.apply(more);
                 }
             }
         }
