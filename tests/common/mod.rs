@@ -425,3 +425,39 @@ impl Table {
         load_rows(self.0.values().cloned())
     }
 }
+
+/// An HS256 token signed with `secret` (for algorithm-confusion cases), `header` merged over
+/// `{"alg":"HS256"}`.
+pub fn mint_with_secret(secret: &[u8], claims: Value, header: Value) -> String {
+    let mut full = serde_json::json!({"alg":"HS256"});
+    if let (Some(full), Value::Object(extra)) = (full.as_object_mut(), header) {
+        full.extend(extra);
+    }
+    mint(&full, &claims, secret)
+}
+
+/// Checks a public-key signature natively, as WebCrypto does in the Worker: with jwt-compact's
+/// ES256 (p256), EdDSA (ed25519-compact) and RS256 (rsa).
+pub fn native_check(check: &edgesignal::keys::SignatureCheck) -> bool {
+    use edgesignal::keys::Alg;
+    use jwt_compact::alg::{Ed25519, Es256, Rsa};
+    use jwt_compact::jwk::JsonWebKey;
+    use jwt_compact::{Algorithm, AlgorithmSignature};
+    fn run<A: Algorithm>(alg: A, check: &edgesignal::keys::SignatureCheck) -> Option<bool>
+    where
+        for<'a> A::VerifyingKey: TryFrom<&'a JsonWebKey<'a>>,
+    {
+        let jwk_text = check.key.jwk();
+        let jwk: JsonWebKey<'_> = serde_json::from_str(&jwk_text).ok()?;
+        let key = A::VerifyingKey::try_from(&jwk).ok()?;
+        let signature = A::Signature::try_from_slice(&check.signature).ok()?;
+        Some(alg.verify_signature(&signature, &key, &check.message))
+    }
+    match check.key.alg {
+        Alg::Es256 => run(Es256, check),
+        Alg::EdDsa => run(Ed25519, check),
+        Alg::Rs256 => run(Rsa::rs256(), check),
+        Alg::Hs256 => None,
+    }
+    .unwrap_or(false)
+}
