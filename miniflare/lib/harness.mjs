@@ -539,8 +539,9 @@ export class Worker {
  * @param {Record<string,string|undefined>} [options.bindings]  merged over the defaults
  *   (`JWT_SECRET`, `LOG_SALT`); `undefined` removes one. `MAX_PEERS_PER_ROOM` and
  *   `MAX_FRAME_BYTES` are unset by default so the Worker's own defaults (8, 65536) are tested.
+ * @param {object} [options.miniflare]  more Miniflare options (e.g. `serviceBindings`)
  */
-export async function startWorker({ bindings = {}, buildDir = BUILD_DIR } = {}) {
+export async function startWorker({ bindings = {}, buildDir = BUILD_DIR, miniflare = {} } = {}) {
   const BUILD_DIR = buildDir;
   const scriptPath = join(BUILD_DIR, "index.js");
   if (!existsSync(scriptPath)) {
@@ -563,6 +564,7 @@ export async function startWorker({ bindings = {}, buildDir = BUILD_DIR } = {}) 
     host: "127.0.0.1",
     port: 0,
     handleRuntimeStdio: (stdout, stderr) => logs.attach(stdout, stderr),
+    ...miniflare,
   });
   const url = await mf.ready;
   return new Worker({ mf, url, logs, bindings: merged });

@@ -5,19 +5,18 @@
 //! asks for. Used by the entry Worker for upgrades and by the room for `refresh` frames.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde_json::json;
 use worker::js_sys::{self, Array, Object, Promise, Reflect, Uint8Array, JSON};
 use worker::wasm_bindgen::{self, prelude::*, JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Cache, Env, Headers, Response};
+use worker::Env;
 
 use super::{log, now_ms};
 use crate::auth::{AuthError, FetchedKeys, Identity, KeySet, SignatureCheck, Step};
 use crate::config::EdgeConfig;
-use crate::jwks::{JwksCache, FETCH_TIMEOUT_MS};
+use crate::jwks::{JwksCache, FETCH_TIMEOUT_MS, STALE_LIMIT_MS};
 use crate::keys::{Alg, PublicKey};
 use crate::log::user_hash;
 use crate::policy::{self, Decision, RoomCheck};
@@ -28,7 +27,8 @@ const MAX_IMPORTED_KEYS: usize = 64;
 
 thread_local! {
     static JWKS: RefCell<JwksCache> = RefCell::new(JwksCache::default());
-    static IMPORTED: RefCell<HashMap<String, JsValue>> = RefCell::new(HashMap::new());
+    /// (the key's minimal JWK, the imported `CryptoKey`): a handful, so a scan.
+    static IMPORTED: RefCell<Vec<(String, JsValue)>> = const { RefCell::new(Vec::new()) };
 }
 
 #[wasm_bindgen]
@@ -55,6 +55,12 @@ extern "C" {
 
     #[wasm_bindgen(js_namespace = AbortSignal, js_name = timeout)]
     fn abort_signal_timeout(ms: f64) -> JsValue;
+
+    #[wasm_bindgen(js_namespace = ["caches", "default"], js_name = match, catch)]
+    fn cache_match(key: &str) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(js_namespace = ["caches", "default"], js_name = put, catch)]
+    fn cache_put_raw(key: &str, response: &worker::web_sys::Response) -> Result<Promise, JsValue>;
 }
 
 /// Verifies `token` and authorizes `room` for it, as an upgrade to that room is checked.
@@ -122,8 +128,9 @@ async fn load_keys(url: &str, unknown_kid: bool) {
         user_hash(b"jwks", url)
     );
     if !unknown_kid {
-        if let Some(stored) = cache_get(&cache_key).await {
-            let (body, fetched_ms, fresh_until_ms) = stored;
+        if let Some((body, [fetched_ms, fresh_until_ms])) =
+            cache_get(&cache_key, ["x-fetched-ms", "x-fresh-until-ms"]).await
+        {
             JWKS.with(|c| c.borrow_mut().restore(&body, fetched_ms, fresh_until_ms));
             if JWKS.with(|c| c.borrow().is_fresh(now_ms())) {
                 return;
@@ -160,13 +167,12 @@ async fn load_keys(url: &str, unknown_kid: bool) {
                             "unknownKid": unknown_kid,
                         }),
                     );
-                    cache_put(
-                        &cache_key,
-                        &body,
-                        fetched.fetched_ms,
-                        fetched.fresh_until_ms,
-                    )
-                    .await;
+                    let headers = [
+                        ("x-fetched-ms", fetched.fetched_ms),
+                        ("x-fresh-until-ms", fetched.fresh_until_ms),
+                    ];
+                    // Kept as long as it may serve as the last good set.
+                    cache_put(&cache_key, &body, STALE_LIMIT_MS / 1000, &headers).await;
                 }
                 Err(why) => log("warn", "jwks_fetch_failed", json!({ "why": why })),
             }
@@ -182,34 +188,39 @@ async fn load_keys(url: &str, unknown_kid: bool) {
     }
 }
 
-async fn cache_get(key: &str) -> Option<(String, u64, u64)> {
-    let mut response = Cache::default().get(key, false).await.ok()??;
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    let (fetched_ms, fresh_until_ms) = (header("x-fetched-ms")?, header("x-fresh-until-ms")?);
-    let body = response.text().await.ok()?;
-    Some((body, fetched_ms, fresh_until_ms))
+/// A stored copy from the Cache API: its body and the numeric headers asked for.
+async fn cache_get<const N: usize>(key: &str, names: [&str; N]) -> Option<(String, [u64; N])> {
+    let found = JsFuture::from(cache_match(key).ok()?).await.ok()?;
+    let response: worker::web_sys::Response = found.dyn_into().ok()?;
+    let mut values = [0u64; N];
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = response.headers().get(name).ok()??.parse().ok()?;
+    }
+    let body = JsFuture::from(response.text().ok()?)
+        .await
+        .ok()?
+        .as_string()?;
+    Some((body, values))
 }
 
-async fn cache_put(key: &str, body: &str, fetched_ms: u64, fresh_until_ms: u64) {
-    let headers = Headers::new();
-    let kept_s = crate::jwks::STALE_LIMIT_MS / 1000;
-    let ok = headers
-        .set("cache-control", &format!("max-age={kept_s}"))
-        .and_then(|()| headers.set("x-fetched-ms", &fetched_ms.to_string()))
-        .and_then(|()| headers.set("x-fresh-until-ms", &fresh_until_ms.to_string()));
-    if ok.is_err() {
-        return;
-    }
-    if let Ok(response) = Response::ok(body.to_owned()).map(|r| r.with_headers(headers)) {
-        // The Cache API is a shared optimization: a failure only costs another fetch.
-        let _ = Cache::default().put(key, response).await;
+/// Stores `body` with `headers` in the Cache API for `max_age_s`. The Cache API is a shared
+/// optimization: a failure only costs another fetch.
+async fn cache_put(key: &str, body: &str, max_age_s: u64, headers: &[(&str, u64)]) {
+    let store = || -> Option<Promise> {
+        let init = worker::web_sys::ResponseInit::new();
+        let h = worker::web_sys::Headers::new().ok()?;
+        h.set("cache-control", &format!("max-age={max_age_s}"))
+            .ok()?;
+        for (name, value) in headers {
+            h.set(name, &value.to_string()).ok()?;
+        }
+        init.set_headers(&h);
+        let response =
+            worker::web_sys::Response::new_with_opt_str_and_init(Some(body), &init).ok()?;
+        cache_put_raw(key, &response).ok()
+    };
+    if let Some(promise) = store() {
+        let _ = JsFuture::from(promise).await;
     }
 }
 
@@ -239,8 +250,14 @@ async fn check_signature(check: &SignatureCheck) -> bool {
 
 async fn imported_key(key: &PublicKey) -> Option<JsValue> {
     let jwk = key.jwk();
-    if let Some(imported) = IMPORTED.with(|m| m.borrow().get(&jwk).cloned()) {
-        return Some(imported);
+    let held = IMPORTED.with(|m| {
+        let m = m.borrow();
+        m.iter()
+            .find(|(k, _)| *k == jwk)
+            .map(|(_, key)| key.clone())
+    });
+    if held.is_some() {
+        return held;
     }
     let algorithm = match key.alg {
         Alg::Es256 => r#"{"name":"ECDSA","namedCurve":"P-256"}"#,
@@ -273,7 +290,7 @@ async fn imported_key(key: &PublicKey) -> Option<JsValue> {
         if m.len() >= MAX_IMPORTED_KEYS {
             m.clear();
         }
-        m.insert(jwk, imported.clone());
+        m.push((jwk, imported.clone()));
     });
     Some(imported)
 }
@@ -329,31 +346,17 @@ async fn ask_policy(env: &Env, config: &EdgeConfig, sub: &str, room: &RoomId) ->
 }
 
 async fn cached_decision(key: &str) -> Option<Decision> {
-    let mut response = Cache::default().get(key, false).await.ok()??;
-    let expires_ms: u64 = response.headers().get("x-expires-ms").ok()??.parse().ok()?;
-    if now_ms() >= expires_ms {
-        return None;
-    }
-    let body = response.text().await.ok()?;
-    Some(Decision {
+    let (body, [expires_ms]) = cache_get(key, ["x-expires-ms"]).await?;
+    (now_ms() < expires_ms).then_some(Decision {
         allow: body == "allow",
         ttl_s: 0,
     })
 }
 
 async fn store_decision(key: &str, decision: Decision) {
-    let headers = Headers::new();
     let expires_ms = now_ms() + decision.ttl_s * 1000;
-    let ok = headers
-        .set("cache-control", &format!("max-age={}", decision.ttl_s))
-        .and_then(|()| headers.set("x-expires-ms", &expires_ms.to_string()));
-    if ok.is_err() {
-        return;
-    }
     let body = if decision.allow { "allow" } else { "deny" };
-    if let Ok(response) = Response::ok(body).map(|r| r.with_headers(headers)) {
-        let _ = Cache::default().put(key, response).await;
-    }
+    cache_put(key, body, decision.ttl_s, &[("x-expires-ms", expires_ms)]).await;
 }
 
 /// One HTTP exchange through `binding` (a service binding's `fetch`) or the global `fetch`,
