@@ -91,7 +91,7 @@ function options(server, vars) {
 }
 
 /** Descendants of `pid` whose command is workerd (Miniflare spawns it directly). */
-function workerdPids(pid) {
+export function workerdPids(pid) {
   const children = new Map();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
