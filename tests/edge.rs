@@ -394,3 +394,45 @@ fn a_refresh_grant_carries_the_salted_sub_and_the_deadline() {
     assert_eq!(grant.user, user_hash(SECRET.as_bytes(), "alice"));
     assert_eq!(grant.expires_ms, (NOW_S as u64 + 660) * 1000);
 }
+
+#[test]
+fn an_origin_outside_the_allow_list_is_forbidden_before_the_token_is_read() {
+    let config = edge_config(|name| match name {
+        "JWT_SECRET" => Some(SECRET.to_owned()),
+        "ALLOWED_ORIGINS" => Some("https://app.example.com".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let good = format!("Bearer {}", token(json!(["lobby"])));
+    fn request<'a>(origin: Option<&'a str>, authorization: &'a str) -> EdgeRequest<'a> {
+        EdgeRequest {
+            origin,
+            authorization: Some(authorization),
+            ..ws("/ws/lobby")
+        }
+    }
+    let good = good.as_str();
+    // A foreign origin: forbidden at once, the (valid) token is never verified.
+    for authorization in [good, "Bearer not-a-jwt"] {
+        match decide(
+            &request(Some("https://evil.example"), authorization),
+            Ok(&config),
+        ) {
+            EdgeStep::Decided(EdgeDecision::RefuseUpgrade {
+                code,
+                close_code,
+                message,
+                ..
+            }) => {
+                assert_eq!((code, close_code), (ErrorCode::Forbidden, 4403));
+                assert!(message.contains("https://evil.example"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The listed origin, and no Origin at all, go on to the token.
+    for origin in [Some("https://app.example.com"), None] {
+        let decision = settle(decide(&request(origin, good), Ok(&config)), &config);
+        assert!(matches!(decision, EdgeDecision::Forward(_)), "{decision:?}");
+    }
+}
