@@ -13,7 +13,13 @@
 //   const none = unsigned({ claims: { sub: "a", exp: nowSeconds() + 60 } }); // "xxx.yyy."
 //   const bad = tamperSignature(token); // same header and claims, signature no longer matches
 
-import { createHmac } from "node:crypto";
+import { createHmac, createPrivateKey, sign as cryptoSign } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** tests/fixtures/keys: the test-only key pairs (see its README). */
+export const KEYS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "tests", "fixtures", "keys");
 
 /** JWS `alg` name → the `node:crypto` HMAC digest it uses. */
 export const HMAC_ALGORITHMS = Object.freeze({ HS256: "sha256", HS384: "sha384", HS512: "sha512" });
@@ -120,4 +126,54 @@ export function claimsFor({ sub = "test-user", rooms, ttlSeconds = 600, now = no
   Object.assign(claims, extra);
   for (const [k, v] of Object.entries(claims)) if (v === undefined) delete claims[k];
   return claims;
+}
+
+/** JWS `alg` of an asymmetric key → how node:crypto signs for it. */
+export const ASYMMETRIC_ALGORITHMS = Object.freeze(["ES256", "EdDSA", "RS256"]);
+
+/**
+ * Signs `header.payload` (both already base64url) with a private JWK, as JWS `alg` wants it:
+ * ES256 as raw r||s (64 bytes), EdDSA (Ed25519), RS256 (RSASSA-PKCS1-v1_5, SHA-256).
+ * @param {string} signingInput
+ * @param {object} privateJwk
+ * @param {"ES256"|"EdDSA"|"RS256"} alg
+ */
+export function asymmetricSignature(signingInput, privateJwk, alg) {
+  const key = createPrivateKey({ key: privateJwk, format: "jwk" });
+  const data = Buffer.from(signingInput);
+  if (alg === "ES256") return cryptoSign("sha256", data, { key, dsaEncoding: "ieee-p1363" }).toString("base64url");
+  if (alg === "EdDSA") return cryptoSign(null, data, key).toString("base64url");
+  if (alg === "RS256") return cryptoSign("sha256", data, key).toString("base64url");
+  throw new Error(`unsupported asymmetric alg ${JSON.stringify(alg)} (use ES256, EdDSA or RS256)`);
+}
+
+/**
+ * Mints a compact JWT signed with a private JWK. The header is `{alg, typ: "JWT", kid}` (kid from
+ * the JWK) merged with `header`, so `header` can lie about `alg` or `kid`.
+ * @param {object} options
+ * @param {object} options.privateJwk
+ * @param {object} options.claims
+ * @param {"ES256"|"EdDSA"|"RS256"} [options.alg]  defaults to the JWK's `alg`
+ * @param {object} [options.header]
+ */
+export function mintAsymmetric({ privateJwk, claims, alg = privateJwk.alg, header = {} }) {
+  const fullHeader = { alg, typ: "JWT", ...(privateJwk.kid ? { kid: privateJwk.kid } : {}), ...header };
+  const signingInput = `${base64url(fullHeader)}.${base64url(claims)}`;
+  return `${signingInput}.${asymmetricSignature(signingInput, privateJwk, alg)}`;
+}
+
+/** A key of tests/fixtures/keys by name (`dev-es256`, `attacker-rs256`, …): its private JWK. */
+export function loadDevKey(name) {
+  return JSON.parse(readFileSync(join(KEYS_DIR, `${name}.private.jwk.json`), "utf8"));
+}
+
+/** The public JWK of a private one (only the public members, with kid/alg/use). */
+export function publicJwk(privateJwk) {
+  const { kty, crv, x, y, n, e, kid, alg, use } = privateJwk;
+  return Object.fromEntries(Object.entries({ kty, crv, x, y, n, e, kid, alg, use }).filter(([, v]) => v !== undefined));
+}
+
+/** A JWKS document (as a string) of the public halves of `privateJwks`. */
+export function publicJwks(...privateJwks) {
+  return JSON.stringify({ keys: privateJwks.map(publicJwk) });
 }
