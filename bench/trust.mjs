@@ -8,10 +8,11 @@
 // the expected answer. Bounded: --rounds per algorithm (default 300), about 30 s in all.
 //
 //   node bench/trust.mjs [--rounds 300] [--quick]
+//   EDGESIGNAL_BUILD_DIR=/tmp/es-wv node bench/trust.mjs   # another build, e.g. `--features wasm-verify`
 import { generateKeyPairSync, sign as cryptoSign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { startWorker, uniqueRoom } from "../miniflare/lib/harness.mjs";
+import { BUILD_DIR, startWorker, uniqueRoom } from "../miniflare/lib/harness.mjs";
 import { base64url, claimsFor, mint } from "../miniflare/lib/jwt.mjs";
 import { workerdPids } from "./side-by-side/server.mjs";
 
@@ -114,9 +115,10 @@ try {
   await w.dispose();
 }
 
-const wasm = readFileSync(new URL("../build/index_bg.wasm", import.meta.url));
+const wasm = readFileSync(`${BUILD_DIR}/index_bg.wasm`);
 const { gzipSync } = await import("node:zlib");
-console.log(`\nToken verification per algorithm (${rounds} requests each, sequential, loopback; workerd CPU from /proc, 10 ms ticks)`);
+console.log(`\nbuild: ${BUILD_DIR}`);
+console.log(`Token verification per algorithm (${rounds} requests each, sequential, loopback; workerd CPU from /proc, 10 ms ticks)`);
 console.log("alg    | GET /ws → 426 p50 | workerd CPU per request | vs HS256 | connect+join p50 | CPU per connect+join");
 const hs = rows[0].cpuPerRequest;
 for (const r of rows) {
