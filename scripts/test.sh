@@ -45,4 +45,7 @@ node bench/flood.mjs --seconds 3
 stage "benchmark: relay and storage rows with and without acks; 20 sockets killed mid-trickle and resumed (quick)"
 node bench/resume.mjs --quick
 
+stage "benchmark: token verification per algorithm, cold start (quick)"
+node bench/trust.mjs --quick
+
 stage "all tests passed in $((SECONDS - started))s"
