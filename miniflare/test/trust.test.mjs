@@ -8,6 +8,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { generateKeyPairSync, sign as cryptoSign } from "node:crypto";
 import { errorShape, expectedError, startWorker, uniqueRoom } from "../lib/harness.mjs";
 import { base64url, claimsFor, mint } from "../lib/jwt.mjs";
@@ -221,6 +224,33 @@ describe("keys from JWKS_URL, fetched from a local provider", () => {
   test("refused tokens never woke a room", () => expectNoRoomWoke(w));
 });
 
+describe("the Cache API carries the set to a new isolate", () => {
+  test("a second workerd sharing the cache starts warm: no fetch from the provider", async () => {
+    const k1 = keyPair("ES256", "k1");
+    const provider = await localServer(() => ({ headers: { "cache-control": "max-age=600" }, body: jwksOf(k1) }));
+    const cachePersist = mkdtempSync(join(tmpdir(), "edgesignal-cache-"));
+    const start = () => startWorker({ bindings: { JWKS_URL: `${provider.url}/jwks` }, miniflare: { cachePersist } });
+    const first = await start();
+    try {
+      const room = uniqueRoom("warm");
+      await expectJoined(first, room, signed(k1, claimsInto(room))).then((c) => c.close());
+      assert.equal(provider.requests.length, 1);
+    } finally {
+      await first.dispose();
+    }
+    const second = await start();
+    try {
+      const room = uniqueRoom("warm-2");
+      await expectJoined(second, room, signed(k1, claimsInto(room))).then((c) => c.close());
+      assert.equal(provider.requests.length, 1, "the new isolate read the set from the Cache API");
+    } finally {
+      await second.dispose();
+      await provider.stop();
+      rmSync(cachePersist, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("when the provider is down", () => {
   test("the last good set stays in use, an unknown kid is refused", async () => {
     const k1 = keyPair("ES256", "k1");
@@ -336,6 +366,20 @@ describe("room policy (POLICY_URL) on a local backend", () => {
   });
 
   test("refused upgrades never woke a room", () => expectNoRoomWoke(w));
+});
+
+describe("a room policy that is down", () => {
+  test("connection refused is unavailable (1013 / 503), never an admission", async () => {
+    const gone = await localServer(() => ({ body: "" }));
+    await gone.stop();
+    const w = await startWorker({ bindings: { POLICY_URL: `${gone.url}/may-enter` } });
+    try {
+      await expectRefused(w, uniqueRoom("policy-down"), w.token({ sub: "anyone", rooms: undefined }), "unavailable");
+      await expectNoRoomWoke(w);
+    } finally {
+      await w.dispose();
+    }
+  });
 });
 
 describe("room policy as a service binding (POLICY), ROOM_POLICY=always", () => {
