@@ -9,6 +9,6 @@ if [ ! -f .dev.vars ]; then
   cp .dev.vars.example .dev.vars
   echo "dev: created .dev.vars from .dev.vars.example (the documented dev secret)"
 fi
-echo "dev: mint a token with: node scripts/mint-token.mjs --sub alice --rooms 'lobby,team-*'"
+echo "dev: mint a token with: node scripts/mint-token.mjs --sub alice --rooms 'lobby,team-*' [--alg ES256|EdDSA|RS256]"
 # wrangler runs the [build] command from wrangler.toml (scripts/build.sh) before it serves.
 exec npx --no-install wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" --log-level "${WRANGLER_LOG:-info}" "$@"
