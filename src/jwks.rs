@@ -7,7 +7,9 @@
 //!   minimum. A fresh set is used without asking the provider.
 //! - A token naming a `kid` the set lacks triggers at most one refetch per
 //!   [`UNKNOWN_KID_REFETCH_MS`]: unknown kids cannot be used to make the Worker hammer the
-//!   provider, and a key published by a rotation is picked up within that interval.
+//!   provider, and a key published by a rotation is picked up within that interval. A set
+//!   fetched to verify a token is already the newest for that token: a kid it lacks is refused
+//!   without a second fetch (and the first load does not use up the refetch).
 //! - When a fetch fails (network, status, a body that is not a JWKS), the last good set stays in
 //!   use for [`STALE_LIMIT_MS`] after it was fetched; attempts are then spaced by
 //!   [`RETRY_AFTER_FAILURE_MS`]. With no usable set at all, a token that needs one is

@@ -224,6 +224,26 @@ describe("keys from JWKS_URL, fetched from a local provider", () => {
   test("refused tokens never woke a room", () => expectNoRoomWoke(w));
 });
 
+describe("a cold isolate and an unknown kid", () => {
+  test("one fetch, not a fetch and a refetch: the set just fetched is already the newest", async () => {
+    const k1 = keyPair("ES256", "k1");
+    const provider = await localServer(() => ({ body: jwksOf(k1) }));
+    const w = await startWorker({ bindings: { JWKS_URL: `${provider.url}/jwks` } });
+    try {
+      const room = uniqueRoom("cold-kid");
+      const client = await w.connect(room, { token: signed(keyPair("ES256", "absent"), claimsInto(room)) });
+      assert.deepEqual(errorShape(await client.next()), expectedError("unauthorized"));
+      assert.equal(provider.requests.length, 1);
+      // The next unknown kid may refetch (once per 30 s): the first load did not use that up.
+      await expectRefused(w, uniqueRoom("cold-kid-2"), signed(keyPair("ES256", "other"), claimsInto(room)), "unauthorized");
+      assert.equal(provider.requests.length, 2);
+    } finally {
+      await w.dispose();
+      await provider.stop();
+    }
+  });
+});
+
 describe("the Cache API carries the set to a new isolate", () => {
   test("a second workerd sharing the cache starts warm: no fetch from the provider", async () => {
     const k1 = keyPair("ES256", "k1");

@@ -110,9 +110,11 @@ async fn verify(config: &EdgeConfig, token: &str) -> Result<Identity, AuthError>
                 let Some(url) = &config.jwks_url else {
                     return Err(AuthError::Invalid);
                 };
-                load_keys(url, unknown_kid).await;
+                let fetched_now = load_keys(url, unknown_kid).await;
                 held = JWKS.with(|c| c.borrow().usable(now_ms()));
-                refetched |= unknown_kid;
+                // A set fetched from the provider a moment ago is as new as a refetch would be:
+                // a kid it lacks does not cost a second fetch.
+                refetched |= unknown_kid || fetched_now;
                 unavailable = held.is_none();
             }
         }
@@ -121,8 +123,8 @@ async fn verify(config: &EdgeConfig, token: &str) -> Result<Identity, AuthError>
 }
 
 /// Brings the isolate's key set up to date as [`JwksCache`] says: from the Cache API if another
-/// isolate fetched it, else from the provider.
-async fn load_keys(url: &str, unknown_kid: bool) {
+/// isolate fetched it, else from the provider. Answers whether a set came from the provider now.
+async fn load_keys(url: &str, unknown_kid: bool) -> bool {
     let cache_key = format!(
         "https://jwks.edgesignal.invalid/{}",
         user_hash(b"jwks", url)
@@ -133,13 +135,13 @@ async fn load_keys(url: &str, unknown_kid: bool) {
         {
             JWKS.with(|c| c.borrow_mut().restore(&body, fetched_ms, fresh_until_ms));
             if JWKS.with(|c| c.borrow().is_fresh(now_ms())) {
-                return;
+                return false;
             }
         }
     }
     let now = now_ms();
     if !JWKS.with(|c| c.borrow_mut().should_fetch(now, unknown_kid)) {
-        return;
+        return false;
     }
     let answer = fetch_text(
         None,
@@ -173,17 +175,23 @@ async fn load_keys(url: &str, unknown_kid: bool) {
                     ];
                     // Kept as long as it may serve as the last good set.
                     cache_put(&cache_key, &body, STALE_LIMIT_MS / 1000, &headers).await;
+                    true
                 }
-                Err(why) => log("warn", "jwks_fetch_failed", json!({ "why": why })),
+                Err(why) => {
+                    log("warn", "jwks_fetch_failed", json!({ "why": why }));
+                    false
+                }
             }
         }
         Ok((status, _, _)) => {
             JWKS.with(|c| c.borrow_mut().failed(now));
             log("warn", "jwks_fetch_failed", json!({ "status": status }));
+            false
         }
         Err(why) => {
             JWKS.with(|c| c.borrow_mut().failed(now));
             log("warn", "jwks_fetch_failed", json!({ "why": why }));
+            false
         }
     }
 }
