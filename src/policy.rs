@@ -9,7 +9,9 @@
 //!   not that, no answer within [`TIMEOUT_MS`]) fails closed: `unavailable`, never admitted.
 //! - Each answer, allow or deny, is cached for its `ttlS` (default [`DEFAULT_TTL_S`], at most
 //!   [`MAX_TTL_S`], `0` = not cached) under a key made from the salted hash of `sub` and the
-//!   room, so the cache never holds a plain `sub`.
+//!   room, so the cache never holds a plain `sub`: per isolate ([`DecisionCache`], which is all
+//!   there is on a `*.workers.dev` host, where the Cache API does nothing) and in the Cache API
+//!   (shared by the isolates of a data center, on a custom domain).
 
 use serde::Deserialize;
 use serde_json::json;
@@ -112,6 +114,44 @@ pub fn parse_answer(status: u16, body: &str) -> Option<Decision> {
         allow: answer.allow,
         ttl_s,
     })
+}
+
+/// Most decisions one isolate keeps.
+pub const MAX_CACHED_DECISIONS: usize = 1024;
+
+/// Decisions cached in one isolate until they expire.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionCache {
+    /// (key, allow, expires at ms)
+    entries: Vec<(String, bool, u64)>,
+}
+
+impl DecisionCache {
+    /// The decision cached under `key`, if it has not expired at `now_ms`.
+    pub fn get(&self, key: &str, now_ms: u64) -> Option<Decision> {
+        self.entries
+            .iter()
+            .find(|(k, _, expires)| k == key && now_ms < *expires)
+            .map(|(_, allow, _)| Decision {
+                allow: *allow,
+                ttl_s: 0,
+            })
+    }
+
+    /// Caches `decision` under `key` for its TTL (not at all for 0). When full, expired entries
+    /// go first, then the oldest.
+    pub fn put(&mut self, key: &str, decision: Decision, now_ms: u64) {
+        if decision.ttl_s == 0 {
+            return;
+        }
+        self.entries
+            .retain(|(k, _, expires)| k != key && now_ms < *expires);
+        if self.entries.len() >= MAX_CACHED_DECISIONS {
+            self.entries.remove(0);
+        }
+        let expires = now_ms.saturating_add(decision.ttl_s.saturating_mul(1000));
+        self.entries.push((key.to_owned(), decision.allow, expires));
+    }
 }
 
 /// The cache key of a decision about `user` (the salted hash of `sub`) in `room`: a URL, as the

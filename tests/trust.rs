@@ -693,3 +693,64 @@ fn a_hs256_key_with_the_same_kid_as_a_public_key_does_not_confuse_selection() {
         Ok("alice".into())
     );
 }
+
+#[test]
+fn an_isolate_keeps_policy_decisions_for_their_ttl_and_a_bounded_number() {
+    use edgesignal::policy::{DecisionCache, MAX_CACHED_DECISIONS};
+    let mut cache = DecisionCache::default();
+    let t0 = 1_000_000;
+    cache.put(
+        "a",
+        Decision {
+            allow: true,
+            ttl_s: 60,
+        },
+        t0,
+    );
+    cache.put(
+        "b",
+        Decision {
+            allow: false,
+            ttl_s: 5,
+        },
+        t0,
+    );
+    cache.put(
+        "zero",
+        Decision {
+            allow: true,
+            ttl_s: 0,
+        },
+        t0,
+    );
+    assert_eq!(cache.get("a", t0 + 59_999).map(|d| d.allow), Some(true));
+    assert_eq!(cache.get("a", t0 + 60_000), None);
+    assert_eq!(cache.get("b", t0 + 4_999).map(|d| d.allow), Some(false));
+    assert_eq!(cache.get("b", t0 + 5_000), None);
+    assert_eq!(cache.get("zero", t0), None, "ttlS 0 is not cached");
+    // A new answer replaces the old one.
+    cache.put(
+        "a",
+        Decision {
+            allow: false,
+            ttl_s: 60,
+        },
+        t0 + 1,
+    );
+    assert_eq!(cache.get("a", t0 + 2).map(|d| d.allow), Some(false));
+    // Bounded: the oldest goes first.
+    for i in 0..MAX_CACHED_DECISIONS + 10 {
+        cache.put(
+            &format!("k{i}"),
+            Decision {
+                allow: true,
+                ttl_s: 60,
+            },
+            t0 + 10,
+        );
+    }
+    assert!(cache.get("k0", t0 + 11).is_none());
+    assert!(cache
+        .get(&format!("k{}", MAX_CACHED_DECISIONS + 9), t0 + 11)
+        .is_some());
+}

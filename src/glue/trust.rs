@@ -19,7 +19,7 @@ use crate::config::EdgeConfig;
 use crate::jwks::{JwksCache, FETCH_TIMEOUT_MS, STALE_LIMIT_MS};
 use crate::keys::{Alg, PublicKey};
 use crate::log::user_hash;
-use crate::policy::{self, Decision, RoomCheck};
+use crate::policy::{self, Decision, DecisionCache, RoomCheck};
 use crate::protocol::RoomId;
 
 /// Imported WebCrypto keys kept per isolate: importing costs more than verifying.
@@ -27,6 +27,7 @@ const MAX_IMPORTED_KEYS: usize = 64;
 
 thread_local! {
     static JWKS: RefCell<JwksCache> = RefCell::new(JwksCache::default());
+    static DECISIONS: RefCell<DecisionCache> = RefCell::new(DecisionCache::default());
     /// (the key's minimal JWK, the imported `CryptoKey`): a handful, so a scan.
     static IMPORTED: RefCell<Vec<(String, JsValue)>> = const { RefCell::new(Vec::new()) };
 }
@@ -321,6 +322,9 @@ async fn ask_policy(env: &Env, config: &EdgeConfig, sub: &str, room: &RoomId) ->
     let policy = config.policy.as_ref()?;
     let user = user_hash(&config.log_salt, sub);
     let key = policy::cache_key(&user, room);
+    if let Some(decision) = DECISIONS.with(|d| d.borrow().get(&key, now_ms())) {
+        return Some(decision);
+    }
     if let Some(decision) = cached_decision(&key).await {
         return Some(decision);
     }
@@ -349,7 +353,10 @@ async fn ask_policy(env: &Env, config: &EdgeConfig, sub: &str, room: &RoomId) ->
         Err(_) => None,
     };
     match decision {
-        Some(decision) if decision.ttl_s > 0 => store_decision(&key, decision).await,
+        Some(decision) if decision.ttl_s > 0 => {
+            DECISIONS.with(|d| d.borrow_mut().put(&key, decision, now_ms()));
+            store_decision(&key, decision).await;
+        }
         Some(_) => {}
         None => log(
             "warn",
