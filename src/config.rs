@@ -5,6 +5,7 @@
 //! limit.
 
 use crate::auth::{Verifier, VerifyingKey, MIN_HS256_SECRET_BYTES};
+use crate::call::CallLimits;
 use crate::keys::KeySet;
 use crate::origin::AllowedOrigins;
 use crate::policy::{PolicyConfig, PolicyMode};
@@ -219,6 +220,7 @@ pub fn room_limits(var: impl Fn(&str) -> Option<String>) -> Result<RoomLimits, C
     Ok(RoomLimits {
         rate: rate_limits(&var)?,
         presence: presence_limits(&var)?,
+        calls: call_limits(&var)?,
         max_peers: bounded(
             var("MAX_PEERS_PER_ROOM"),
             "MAX_PEERS_PER_ROOM",
@@ -316,6 +318,28 @@ pub fn presence_limits(
             MAX_TOKEN_EXPIRY_WARNING_MS,
             d.token_expiry_warning_ms,
         )?,
+    })
+}
+
+/// Reads `CALL_RING_TIMEOUT_MS` (1 s to 10 min) and `MAX_CALL_DURATION_MS` (1 s to 7 days)
+/// through `var` (protocol v1.1 §1).
+pub fn call_limits(var: impl Fn(&str) -> Option<String>) -> Result<CallLimits, ConfigError> {
+    let d = CallLimits::DEFAULT;
+    Ok(CallLimits {
+        ring_timeout_ms: bounded(
+            var("CALL_RING_TIMEOUT_MS"),
+            "CALL_RING_TIMEOUT_MS",
+            1_000,
+            600_000,
+            d.ring_timeout_ms as usize,
+        )? as u64,
+        max_duration_ms: bounded(
+            var("MAX_CALL_DURATION_MS"),
+            "MAX_CALL_DURATION_MS",
+            1_000,
+            7 * 86_400_000,
+            d.max_duration_ms as usize,
+        )? as u64,
     })
 }
 

@@ -41,6 +41,11 @@ pub enum ErrorCode {
     Unavailable,
     /// The server failed; the client did nothing wrong.
     Internal,
+    /// A `callId` that names no call of this room (v1.1 §6).
+    CallNotFound,
+    /// A call action the call's state does not allow (answering a call that does not ring for
+    /// you, initiating while in another call, inviting yourself).
+    InvalidState,
     /// HTTP only: no route at this path.
     NotFound,
     /// HTTP only: a known path with another method.
@@ -65,6 +70,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::CallNotFound => "call_not_found",
+            ErrorCode::InvalidState => "invalid_state",
             ErrorCode::Internal => "internal",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -78,7 +85,8 @@ impl ErrorCode {
             ErrorCode::BadRequest | ErrorCode::UnknownType | ErrorCode::RoomMismatch => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::ForbiddenSender => 403,
-            ErrorCode::NotFound | ErrorCode::TargetNotFound => 404,
+            ErrorCode::NotFound | ErrorCode::TargetNotFound | ErrorCode::CallNotFound => 404,
+            ErrorCode::InvalidState => 409,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::TooLarge => 413,
             ErrorCode::UpgradeRequired => 426,

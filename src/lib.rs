@@ -16,6 +16,7 @@
 //!   [`log`]: structured log lines.
 
 pub mod auth;
+pub mod call;
 pub mod config;
 pub mod edge;
 pub mod error;

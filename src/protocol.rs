@@ -105,6 +105,8 @@ pub struct Signal<'a> {
     pub payload: Payload<'a>,
     pub room_id: Option<Cow<'a, str>>,
     pub from: Option<Cow<'a, str>>,
+    /// The call it belongs to (v1.1 §6), as the JSON string literal sent; relayed untouched.
+    pub call_id: Option<&'a str>,
 }
 
 /// A decoded client → server frame.
@@ -127,6 +129,21 @@ pub enum ClientFrame<'a> {
     Ack { seq: u64 },
     /// Client → server: a fresh token that moves the connection's expiry (v1.1 §4).
     Refresh { token: Cow<'a, str> },
+    /// Client → server: start a call, or invite more peers to one you are in (v1.1 §6).
+    CallInitiate {
+        to: Vec<String>,
+        media: Option<crate::call::Media>,
+        call_id: Option<Cow<'a, str>>,
+    },
+    /// Client → server: accept a call that rings for you.
+    CallAnswer { call_id: Cow<'a, str> },
+    /// Client → server: decline a call that rings for you.
+    CallReject {
+        call_id: Cow<'a, str>,
+        reason: crate::call::RejectReason,
+    },
+    /// Client → server: leave a call, or cancel one you are ringing.
+    CallHangup { call_id: Cow<'a, str> },
 }
 
 /// A client frame with the `correlationId` it carried.
@@ -202,6 +219,12 @@ struct RawFields<'a> {
     seq: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     token: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    call_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    media: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    reason: Option<&'a RawValue>,
 }
 
 /// A field that is present, `null` included.
@@ -286,11 +309,19 @@ fn decode_fields<'a>(f: &RawFields<'a>) -> Result<ClientFrame<'a>, Refusal> {
                     candidate: candidate_text(f.candidate)?,
                 },
             };
+            let call_id = match f.call_id.map(json_text) {
+                None | Some("null") => None,
+                Some(text) if text.starts_with('"') && text.len() <= MAX_CALL_ID_BYTES + 2 => {
+                    Some(text)
+                }
+                Some(_) => return Err(mistyped("callId", "a string of at most 64 bytes")),
+            };
             Ok(ClientFrame::Signal(Signal {
                 to: required_string(f.to, "to")?,
                 payload,
                 room_id: optional_string(f.room_id, "roomId")?,
                 from: optional_string(f.from, "from")?,
+                call_id,
             }))
         }
         "ping" => Ok(ClientFrame::Ping),
@@ -307,10 +338,68 @@ fn decode_fields<'a>(f: &RawFields<'a>) -> Result<ClientFrame<'a>, Refusal> {
         "refresh" => Ok(ClientFrame::Refresh {
             token: required_string(f.token, "token")?,
         }),
+        "call_initiate" => {
+            let to = match f.to.map(json_text) {
+                None | Some("null") => return Err(missing("to")),
+                Some(raw) => serde_json::from_str::<Vec<String>>(raw)
+                    .ok()
+                    .filter(|to| !to.is_empty() && to.len() <= MAX_CALL_INVITEES)
+                    .ok_or_else(|| mistyped("to", "a non-empty array of at most 256 peer ids"))?,
+            };
+            let media = match f.media.map(json_text) {
+                None | Some("null") => None,
+                Some(raw) => Some(
+                    serde_json::from_str::<MediaField>(raw)
+                        .map_err(|_| mistyped("media", "an object {audio?: bool, video?: bool}"))?
+                        .into_media(),
+                ),
+            };
+            Ok(ClientFrame::CallInitiate {
+                to,
+                media,
+                call_id: optional_string(f.call_id, "callId")?,
+            })
+        }
+        "call_answer" => Ok(ClientFrame::CallAnswer {
+            call_id: required_string(f.call_id, "callId")?,
+        }),
+        "call_reject" => Ok(ClientFrame::CallReject {
+            call_id: required_string(f.call_id, "callId")?,
+            reason: match optional_string(f.reason, "reason")?.as_deref() {
+                None | Some("declined") => crate::call::RejectReason::Declined,
+                Some("busy") => crate::call::RejectReason::Busy,
+                Some(_) => return Err(mistyped("reason", "\"declined\" or \"busy\"")),
+            },
+        }),
+        "call_hangup" => Ok(ClientFrame::CallHangup {
+            call_id: required_string(f.call_id, "callId")?,
+        }),
         other => Err(Refusal::new(
             ErrorCode::UnknownType,
             format!("unknown frame type `{}`", truncate(other, 64)),
         )),
+    }
+}
+
+/// Longest client-sent `callId` on a relayed frame, in bytes.
+pub const MAX_CALL_ID_BYTES: usize = 64;
+/// Most peers one `call_initiate` may name.
+pub const MAX_CALL_INVITEES: usize = 256;
+
+/// `media` as a client may send it: either flag may be left out (`true`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaField {
+    audio: Option<bool>,
+    video: Option<bool>,
+}
+
+impl MediaField {
+    fn into_media(self) -> crate::call::Media {
+        crate::call::Media {
+            audio: self.audio.unwrap_or(true),
+            video: self.video.unwrap_or(true),
+        }
     }
 }
 
@@ -401,6 +490,7 @@ fn truncate(s: &str, max_chars: usize) -> &str {
 /// is escaped only when it has to be.
 pub fn encode_relay(
     payload: &Payload<'_>,
+    call_id: Option<&str>,
     room_id: &RoomId,
     from: &PeerId,
     to: &PeerId,
@@ -414,6 +504,11 @@ pub fn encode_relay(
     text.push_str(field);
     text.push_str(r#"":"#);
     text.push_str(value);
+    if let Some(call_id) = call_id {
+        // A JSON string literal, checked by the decoder.
+        text.push_str(r#","callId":"#);
+        text.push_str(call_id);
+    }
     text.push_str(r#","roomId":""#);
     text.push_str(room_id.as_str());
     text.push_str(r#"","from":""#);
@@ -562,6 +657,39 @@ pub enum ServerFrame {
     },
     /// To the sender of a `ping` that the runtime's auto-response did not catch.
     Pong,
+    /// To the caller (or an inviter): the invitation went out to `to` (busy invitees are
+    /// answered at once with `call_rejected`).
+    CallRinging { call_id: String, to: Vec<PeerId> },
+    /// To an invitee.
+    CallIncoming {
+        call_id: String,
+        from: PeerId,
+        media: crate::call::Media,
+        participants: Vec<PeerId>,
+    },
+    /// To every participant, the newcomer included, when `peer_id` accepted.
+    CallAccepted {
+        call_id: String,
+        peer_id: PeerId,
+        participants: Vec<PeerId>,
+    },
+    /// To the participants: an invitee will not come.
+    CallRejected {
+        call_id: String,
+        peer_id: PeerId,
+        reason: crate::call::RejectReason,
+    },
+    /// To the others: a participant left and at least two remain.
+    CallLeft {
+        call_id: String,
+        peer_id: PeerId,
+        reason: crate::call::LeftReason,
+    },
+    /// To each member whose part of the call ends.
+    CallEnded {
+        call_id: String,
+        reason: crate::call::EndReason,
+    },
 }
 
 impl ServerFrame {

@@ -27,6 +27,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::call::{CallDue, CallLimits, Calls, Initiate, Outcome};
 use crate::error::{
     close, close_code_for, ending_close_code, reciprocal_close_code, ErrorCode, WarningCode,
 };
@@ -57,6 +58,8 @@ pub struct RoomLimits {
     pub rate: RateLimits,
     /// `HEARTBEAT_TIMEOUT_MS`, `RESUME_*`, `TOKEN_EXPIRY_WARNING_MS`.
     pub presence: PresenceLimits,
+    /// `CALL_RING_TIMEOUT_MS`, `MAX_CALL_DURATION_MS`.
+    pub calls: CallLimits,
 }
 
 /// One member: what its socket's attachment stores (or, while it is away, its `away` row).
@@ -211,6 +214,8 @@ pub struct Room {
     last_event_ms: u64,
     /// Peers with kept frames in storage that are not members ([`Room::take_cleanup`]).
     orphans: Vec<String>,
+    /// The room's calls (v1.1 §6); stored whenever one changes ([`crate::call`]).
+    calls: Calls,
 }
 
 impl Room {
@@ -245,6 +250,30 @@ impl Room {
             last_sweep_ms: None,
             last_event_ms: 0,
             orphans: Vec::new(),
+            calls: Calls::new(limits.calls),
+        }
+    }
+
+    /// The same room with the calls read from durable storage. Participants and invitees that
+    /// are no longer members (gone with a crash) leave their calls at the next event.
+    pub fn with_calls(mut self, calls: impl IntoIterator<Item = crate::call::Call>) -> Room {
+        self.calls = std::mem::take(&mut self.calls).with_calls(calls);
+        self
+    }
+
+    /// The room's calls.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
+    }
+
+    /// A member's presence: `away` while its socket is gone, `in_call` while it rings or talks.
+    pub fn status(&self, member: &Member) -> Status {
+        if member.away.is_some() {
+            Status::Away
+        } else if self.calls.in_call(&member.peer_id) {
+            Status::InCall
+        } else {
+            Status::Available
         }
     }
 
@@ -624,6 +653,34 @@ impl Room {
                 token: token.into_owned(),
                 correlation_id: correlation_id.as_deref().map(str::to_owned),
             }]),
+            ClientFrame::CallInitiate { to, media, call_id } => {
+                let to: Vec<PeerId> = to.into_iter().map(PeerId::from_server).collect();
+                let members = &self.members;
+                let is_member =
+                    |p: &PeerId| members.iter().any(|m| &m.peer_id == p && m.away.is_none());
+                let new_id = ids.next_id();
+                let initiate = Initiate {
+                    from: &sender,
+                    to: &to,
+                    media: media.unwrap_or_default(),
+                    call_id: call_id.as_deref(),
+                };
+                self.calls
+                    .initiate(initiate, new_id, &is_member, now_ms)
+                    .map(|outcome| self.call_effects(outcome, now_ms))
+            }
+            ClientFrame::CallAnswer { call_id } => self
+                .calls
+                .answer(&sender, &call_id, now_ms)
+                .map(|outcome| self.call_effects(outcome, now_ms)),
+            ClientFrame::CallReject { call_id, reason } => self
+                .calls
+                .reject(&sender, &call_id, reason)
+                .map(|outcome| self.call_effects(outcome, now_ms)),
+            ClientFrame::CallHangup { call_id } => self
+                .calls
+                .hangup(&sender, &call_id)
+                .map(|outcome| self.call_effects(outcome, now_ms)),
         };
         result.unwrap_or_else(|mut refusal| {
             refusal.correlation_id = correlation_id.map(Cow::into_owned);
@@ -842,6 +899,10 @@ impl Room {
                 _ => index += 1,
             }
         }
+        // Ring timeouts and call limits.
+        let outcome = self.calls.on_due(now_ms);
+        let call_effects = self.call_effects(outcome, now_ms);
+        effects.extend(call_effects);
         self.flush(&mut effects, now_ms);
         effects
     }
@@ -884,6 +945,13 @@ impl Room {
                 due: Due::Flush,
             });
         }
+        deadlines.extend(self.calls.deadlines().map(|(at_ms, due)| Deadline {
+            at_ms,
+            due: match due {
+                CallDue::RingTimeout { call, peer } => Due::RingTimeout { call, peer },
+                CallDue::MaxDuration { call } => Due::CallLimit(call),
+            },
+        }));
         deadlines
     }
 
@@ -904,6 +972,9 @@ impl Room {
             }
         }
         if let Some(at) = self.flush_at() {
+            consider(at);
+        }
+        if let Some(at) = self.calls.next_deadline() {
             consider(at);
         }
         debug_assert_eq!(next, earliest(&self.deadlines()));
@@ -956,7 +1027,7 @@ impl Room {
                     room_id: self.id.clone(),
                     peer_id: member.peer_id.clone(),
                     metadata: member.metadata.clone(),
-                    status: member.status(),
+                    status: self.status(&member),
                 };
                 self.broadcast(&mut effects, &sender, &frame, now_ms);
             }
@@ -1087,6 +1158,7 @@ impl Room {
         };
         let frame = encode_relay(
             &signal.payload,
+            signal.call_id,
             &self.id,
             sender,
             &self.members[to].peer_id,
@@ -1166,6 +1238,43 @@ impl Room {
             reason,
         };
         self.broadcast(effects, &member.peer_id, &frame, now_ms);
+        // A member that is gone counts as hung up (`disconnect`) in any call it was in.
+        let outcome = self.calls.depart(&member.peer_id);
+        effects.extend(self.call_effects(outcome, now_ms));
+    }
+
+    /// Carries out a call transition: its frames (sequenced and kept, so a resume replays
+    /// them), the storage of the calls that changed or ended, and `peer_updated` for every
+    /// member whose status changed.
+    fn call_effects(&mut self, outcome: Outcome, now_ms: u64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for (to, frame) in outcome.frames {
+            if let Some(index) = self.index(to.as_str()) {
+                self.deliver(&mut effects, index, frame, now_ms);
+            }
+        }
+        for call in outcome.changed {
+            effects.push(Effect::Store(Write::Call {
+                id: call.id.clone(),
+                call: serde_json::to_string(&call).unwrap_or_default(),
+            }));
+        }
+        for id in outcome.ended {
+            effects.push(Effect::Store(Write::DropCall { id }));
+        }
+        for peer in outcome.touched {
+            let Some(member) = self.member(&peer).filter(|m| m.away.is_none()) else {
+                continue;
+            };
+            let frame = ServerFrame::PeerUpdated {
+                room_id: self.id.clone(),
+                peer_id: peer.clone(),
+                metadata: member.metadata.clone(),
+                status: self.status(member),
+            };
+            self.broadcast(&mut effects, &peer, &frame, now_ms);
+        }
+        effects
     }
 
     /// When the room must store what only memory holds: once it has been quiet (no client
@@ -1393,7 +1502,7 @@ impl Room {
                 .map(|m| PeerInfo {
                     peer_id: m.peer_id.clone(),
                     metadata: m.metadata.clone(),
-                    status: m.status(),
+                    status: self.status(m),
                     polite: my_seq < m.seq,
                 })
                 .collect(),

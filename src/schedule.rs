@@ -1,7 +1,7 @@
 //! The room's one deadline scheduler. Pure.
 //!
 //! Every time-driven rule of a room (heartbeat sweep, resume grace, token warning and expiry,
-//! the flush of unacknowledged frames; later ring timeouts and call limits) is a [`Deadline`]
+//! the flush of unacknowledged frames, ring timeouts and call limits) is a [`Deadline`]
 //! that the room computes from its own state ([`crate::room::Room::deadlines`]), so nothing
 //! about time lives outside the state that eviction preserves. The glue keeps exactly one
 //! runtime alarm at the earliest deadline ([`Alarm`]) and feeds `on_alarm(now)` back into the
@@ -24,6 +24,10 @@ pub enum Due {
     TokenExpiry(PeerId),
     /// An away peer's grace ends.
     GraceEnd(PeerId),
+    /// An invitation to a call stops ringing (`CALL_RING_TIMEOUT_MS`).
+    RingTimeout { call: String, peer: PeerId },
+    /// A call reaches `MAX_CALL_DURATION_MS`.
+    CallLimit(String),
 }
 
 /// One point in time at which the room has something to do.

@@ -15,6 +15,9 @@
 //!   must outlive both the connection (a reconnect must not clear them) and an eviction. Read
 //!   once with [`LOAD`] when the object wakes, then kept in memory; written only when they
 //!   change, one row per change ([`Write`]).
+//! - **Calls** ([`crate::call::Call`]): one row per call, its whole state as JSON, written on
+//!   every change (a call frame or a call deadline) and deleted when the call ends, so ring
+//!   timeouts and call limits hold across eviction.
 //! - Nothing is written per relayed frame: a passed frame changes no durable state.
 //!
 //! Layout: one `identity` row per identity, the whole record in one row, so any change is one
@@ -61,15 +64,31 @@ pub const SCHEMA: &[&str] = &[
     text TEXT NOT NULL,
     PRIMARY KEY (peer, seq)
 ) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS call (
+    id TEXT PRIMARY KEY,
+    call TEXT NOT NULL
+) WITHOUT ROWID",
 ];
 
 /// How many of the schema's tables exist (one row: `n`, from 0 to [`TABLES`]). Rooms that never
 /// stored anything have none: the schema is created with the first write, not on every wake.
 pub const EXISTS: &str = "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' \
-     AND name IN ('identity', 'away', 'kept')";
+     AND name IN ('identity', 'away', 'kept', 'call')";
 
 /// The number of tables [`SCHEMA`] creates.
-pub const TABLES: u32 = 3;
+pub const TABLES: u32 = 4;
+
+/// Reads every call (`crate::call::Call` JSON): a call's state, its ring and duration
+/// deadlines included, must outlive an eviction.
+pub const LOAD_CALLS: &str = "SELECT id, call FROM call";
+
+/// Stores a call's whole new state (binds: id, call JSON). Calls change only on call frames
+/// and deadlines, never per relayed frame.
+pub const UPSERT_CALL: &str = "INSERT INTO call (id, call) VALUES (?, ?) \
+     ON CONFLICT (id) DO UPDATE SET call = excluded.call";
+
+/// Forgets an ended call (binds: id).
+pub const DELETE_CALL: &str = "DELETE FROM call WHERE id = ?";
 
 /// Reads every away member: the member's JSON (`crate::room::Member`) by peer id.
 pub const LOAD_AWAY: &str = "SELECT peer, member FROM away";
@@ -159,6 +178,10 @@ pub enum Write {
     DropKept { peer: String, through: u64 },
     /// Drop all of `peer`'s kept frames.
     ForgetKept { peer: String },
+    /// Store a call's new state (`crate::call::Call` as JSON).
+    Call { id: String, call: String },
+    /// Forget an ended call.
+    DropCall { id: String },
 }
 
 impl Write {
@@ -204,6 +227,11 @@ impl Write {
                 ],
             ),
             Write::ForgetKept { peer } => (DELETE_KEPT, vec![SqlValue::Text(peer.clone())]),
+            Write::Call { id, call } => (
+                UPSERT_CALL,
+                vec![SqlValue::Text(id.clone()), SqlValue::Text(call.clone())],
+            ),
+            Write::DropCall { id } => (DELETE_CALL, vec![SqlValue::Text(id.clone())]),
         }
     }
 }
@@ -230,6 +258,13 @@ pub struct AwayRow {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RoomRow {
     pub room: String,
+}
+
+/// One row of [`LOAD_CALLS`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CallRow {
+    pub id: String,
+    pub call: String,
 }
 
 /// One row of [`LOAD_KEPT`].

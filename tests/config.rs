@@ -21,6 +21,7 @@ fn defaults_are_8_peers_and_64_kib() {
             max_frame_bytes: 65536,
             rate: edgesignal::rate::RateLimits::DEFAULT,
             presence: edgesignal::presence::PresenceLimits::DEFAULT,
+            calls: edgesignal::call::CallLimits::DEFAULT,
         })
     );
     assert_eq!(limits(&[("MAX_PEERS_PER_ROOM", "")]).unwrap().max_peers, 8);

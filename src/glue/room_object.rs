@@ -46,8 +46,8 @@ use crate::rate::Identities;
 use crate::room::{Admission, Arrival, Effect, Member, Room as CoreRoom, RoomLimits};
 use crate::schedule::Alarm;
 use crate::storage::{
-    load_rows, AwayRow, KeptRow, RoomRow, Row, SqlValue, Write, EXISTS, LOAD, LOAD_AWAY, LOAD_KEPT,
-    ROOM_OF_AWAY, SCHEMA, TABLES,
+    load_rows, AwayRow, CallRow, KeptRow, RoomRow, Row, SqlValue, Write, EXISTS, LOAD, LOAD_AWAY,
+    LOAD_CALLS, LOAD_KEPT, ROOM_OF_AWAY, SCHEMA, TABLES,
 };
 
 #[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
@@ -723,8 +723,16 @@ impl Inner {
             .into_iter()
             .map(|row| (row.peer, u64::try_from(row.seq).unwrap_or(0), row.text))
             .collect();
+        let calls: Vec<crate::call::Call> = read(LOAD_CALLS)
+            .and_then(|cursor| cursor.to_array::<CallRow>())
+            .map_err(failed)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row| serde_json::from_str(&row.call).ok())
+            .collect();
         let mut room = CoreRoom::rebuild(id, limits, members.into_iter().chain(away))
             .with_kept(kept)
+            .with_calls(calls)
             .with_identities(self.load_identities());
         let cleanup = room.take_cleanup();
         if !cleanup.is_empty() {

@@ -48,6 +48,8 @@ pub struct Durable {
     pub away: BTreeMap<String, String>,
     /// `kept` rows: (peer, seq) → text.
     pub kept: BTreeMap<(String, u64), String>,
+    /// `call` rows: id → call JSON.
+    pub calls: BTreeMap<String, String>,
     /// Rows written, as SQLite counts them (a no-op delete writes none).
     pub rows_written: u64,
 }
@@ -82,6 +84,13 @@ impl Durable {
                 self.kept.retain(|(p, _), _| p != peer);
                 self.rows_written += (before - self.kept.len()) as u64;
             }
+            Write::Call { id, call } => {
+                self.rows_written += 1;
+                self.calls.insert(id.clone(), call.clone());
+            }
+            Write::DropCall { id } => {
+                self.rows_written += u64::from(self.calls.remove(id).is_some());
+            }
         }
     }
 }
@@ -91,6 +100,7 @@ pub const LIMITS: RoomLimits = RoomLimits {
     max_frame_bytes: 64 * 1024,
     rate: RateLimits::DEFAULT,
     presence: PresenceLimits::DEFAULT,
+    calls: edgesignal::call::CallLimits::DEFAULT,
 };
 
 /// Protocol v1's presence: no grace (an abrupt disconnect is `peer_left` at once).
@@ -173,8 +183,14 @@ impl Harness {
             .iter()
             .map(|((peer, seq), text)| (peer.clone(), *seq, text.clone()))
             .collect();
+        let calls = self
+            .durable
+            .calls
+            .values()
+            .map(|json| serde_json::from_str(json).unwrap());
         self.room = Room::rebuild(id, limits, connected.clone().into_iter().chain(away))
             .with_kept(kept)
+            .with_calls(calls)
             .with_identities(self.durable.identity.load());
         for write in self.room.take_cleanup() {
             self.durable.apply(&write);
