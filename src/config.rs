@@ -6,6 +6,7 @@
 
 use crate::auth::{Verifier, VerifyingKey, MIN_HS256_SECRET_BYTES};
 use crate::call::CallLimits;
+use crate::ice::{IceConfig, TurnCredentials, DEFAULT_STUN, DEFAULT_TURN_TTL_S};
 use crate::keys::KeySet;
 use crate::origin::AllowedOrigins;
 use crate::policy::{PolicyConfig, PolicyMode};
@@ -82,6 +83,8 @@ pub struct EdgeConfig {
     pub policy: Option<PolicyConfig>,
     /// `ALLOWED_ORIGINS` (empty: any).
     pub origins: AllowedOrigins,
+    /// STUN and TURN, for `GET /ice-servers`.
+    pub ice: IceConfig,
     /// Key for hashing `sub` before it reaches the room or a log (`LOG_SALT`, else `JWT_SECRET`).
     pub log_salt: Vec<u8>,
 }
@@ -160,6 +163,7 @@ pub fn edge_config_with(
         jwks_url,
         policy,
         origins,
+        ice: ice_config(&var)?,
         log_salt: log_salt.into_bytes(),
     })
 }
@@ -340,6 +344,76 @@ pub fn call_limits(var: impl Fn(&str) -> Option<String>) -> Result<CallLimits, C
             7 * 86_400_000,
             d.max_duration_ms as usize,
         )? as u64,
+    })
+}
+
+/// Reads `STUN_SERVERS`, `TURN_SERVER`, `TURN_USERNAME`/`TURN_CREDENTIAL`, `TURN_SECRET` and
+/// `TURN_TTL_S` through `var` (protocol v1.1 §1, §5). `STUN_SERVERS` unset is Cloudflare's STUN;
+/// set but empty is none. A TURN url needs credentials: `TURN_SECRET` (wins) or both static ones.
+pub fn ice_config(var: impl Fn(&str) -> Option<String>) -> Result<IceConfig, ConfigError> {
+    let urls = |name: &'static str, schemes: &[&str]| -> Result<Vec<String>, ConfigError> {
+        let list: Vec<String> = var(name)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect();
+        match list
+            .iter()
+            .find(|u| !schemes.iter().any(|s| u.starts_with(s)))
+        {
+            Some(bad) => Err(ConfigError::Invalid {
+                name,
+                expected: format!(
+                    "comma-separated {} URLs, not `{}`",
+                    schemes.join("/"),
+                    bad.chars().take(80).collect::<String>()
+                ),
+            }),
+            None => Ok(list),
+        }
+    };
+    let stun = match var("STUN_SERVERS") {
+        None => vec![DEFAULT_STUN.to_owned()],
+        Some(_) => urls("STUN_SERVERS", &["stun:", "stuns:"])?,
+    };
+    let turn = urls("TURN_SERVER", &["turn:", "turns:"])?;
+    let ttl_s = bounded(
+        var("TURN_TTL_S"),
+        "TURN_TTL_S",
+        60,
+        7 * 86_400,
+        DEFAULT_TURN_TTL_S as usize,
+    )? as u64;
+    let credentials = match (
+        non_empty(var("TURN_SECRET")),
+        non_empty(var("TURN_USERNAME")),
+        non_empty(var("TURN_CREDENTIAL")),
+    ) {
+        (Some(secret), _, _) => TurnCredentials::Rest { secret, ttl_s },
+        (None, Some(username), Some(credential)) => TurnCredentials::Static {
+            username,
+            credential,
+        },
+        (None, None, None) => TurnCredentials::None,
+        _ => {
+            return Err(ConfigError::Invalid {
+                name: "TURN_USERNAME",
+                expected: "set together with TURN_CREDENTIAL".into(),
+            })
+        }
+    };
+    if !turn.is_empty() && credentials == TurnCredentials::None {
+        return Err(ConfigError::Invalid {
+            name: "TURN_SERVER",
+            expected: "set with TURN_SECRET, or with TURN_USERNAME and TURN_CREDENTIAL".into(),
+        });
+    }
+    Ok(IceConfig {
+        stun,
+        turn,
+        credentials,
     })
 }
 

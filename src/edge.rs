@@ -80,8 +80,8 @@ pub enum EdgeStep<'a> {
 pub struct Authorize<'a> {
     /// The token from the first placement that has one.
     pub token: &'a str,
-    /// The room asked for.
-    pub room: RoomId,
+    /// The room asked for; none for `GET /ice-servers` (the token alone is checked).
+    pub room: Option<RoomId>,
     is_upgrade: bool,
     protocol: Option<&'static str>,
     resume: Option<&'a str>,
@@ -103,10 +103,13 @@ pub enum EdgeDecision {
     },
     /// Forward the upgrade to the room's Durable Object.
     Forward(ForwardedIdentity),
+    /// `200` with this JSON body (`GET /ice-servers`).
+    Json { body: String },
 }
 
 enum Route {
     Health,
+    IceServers,
     Room(RoomId),
 }
 
@@ -121,7 +124,8 @@ pub fn decide<'a>(
     };
     let room = match route {
         Route::Health => return EdgeStep::Decided(EdgeDecision::Health),
-        Route::Room(room) => room,
+        Route::IceServers => None,
+        Route::Room(room) => Some(room),
     };
     let offered = match offered_protocols(req.protocols) {
         Ok(offered) => offered,
@@ -159,22 +163,37 @@ pub fn decide<'a>(
             format!("origin {origin} is not allowed to connect (ALLOWED_ORIGINS)"),
         ));
     }
-    match find_token(req, offered.bearer) {
+    // `/ice-servers` is plain HTTP: a token offered as a subprotocol is not looked at there.
+    let bearer = if authorize.room.is_some() {
+        offered.bearer
+    } else {
+        None
+    };
+    match find_token(req, bearer) {
         Some(token) => EdgeStep::Authorize(Authorize { token, ..authorize }),
-        None => EdgeStep::Decided(authorize.finish(config, Err(AuthError::Missing))),
+        None => EdgeStep::Decided(authorize.finish(config, Err(AuthError::Missing), 0)),
     }
 }
 
 impl Authorize<'_> {
-    /// The decision once the token was verified and the room authorized (or not).
+    /// The decision once the token was verified and the room authorized (or not), at `now_ms`.
     pub fn finish(
         self,
         config: &EdgeConfig,
         identity: Result<Identity, AuthError>,
+        now_ms: u64,
     ) -> EdgeDecision {
         let identity = match identity {
             Ok(identity) => identity,
             Err(e) => return self.refuse(e.code(), e.message().to_owned()),
+        };
+        let Some(room) = &self.room else {
+            let user = user_hash(&config.log_salt, &identity.sub);
+            let (servers, expires) = crate::ice::ice_servers(&config.ice, &user, now_ms);
+            let body = serde_json::json!({ "iceServers": servers, "iceServersExpireAt": expires });
+            return EdgeDecision::Json {
+                body: body.to_string(),
+            };
         };
         if !self.is_upgrade {
             return EdgeDecision::HttpError {
@@ -184,7 +203,7 @@ impl Authorize<'_> {
         }
         EdgeDecision::Forward(ForwardedIdentity {
             user: user_hash(&config.log_salt, &identity.sub),
-            room: self.room.as_str().to_owned(),
+            room: room.as_str().to_owned(),
             protocol: self.protocol.map(str::to_owned),
             expires_ms: Some(identity.expires_ms),
             // Anything that is not a token of ours in shape is no resume attempt at all.
@@ -224,6 +243,8 @@ fn route(req: &EdgeRequest<'_>) -> Result<Route, EdgeDecision> {
     };
     let route = if req.path == "/healthz" {
         Route::Health
+    } else if req.path == "/ice-servers" {
+        Route::IceServers
     } else if let Some(raw) = req.path.strip_prefix("/ws/") {
         if raw.contains('/') {
             return Err(not_found());

@@ -20,6 +20,7 @@ pub mod call;
 pub mod config;
 pub mod edge;
 pub mod error;
+pub mod ice;
 pub mod id;
 pub mod jwks;
 pub mod keys;

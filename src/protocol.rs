@@ -590,6 +590,16 @@ pub enum ServerFrame {
         resumed: bool,
         /// Opaque; reconnect with it to resume this peer.
         resume_token: String,
+        /// `RTCIceServer[]` for `new RTCPeerConnection` (v1.1 §5).
+        ice_servers: Vec<crate::ice::IceServer>,
+        /// When ephemeral TURN credentials in `ice_servers` expire, ms since the epoch.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ice_servers_expire_at: Option<u64>,
+    },
+    /// Fresh ICE servers before the previous credentials expire (v1.1 §5).
+    IceServers {
+        ice_servers: Vec<crate::ice::IceServer>,
+        ice_servers_expire_at: Option<u64>,
     },
     /// To every other peer when one arrives.
     PeerJoined {
@@ -704,12 +714,14 @@ impl ServerFrame {
         }
     }
 
-    /// Whether a resume replays it: everything sequenced but `joined`, `refreshed` and warnings,
+    /// Whether a resume replays it: everything sequenced but `joined`, `ice_servers`, `refreshed`
+    /// and warnings,
     /// which describe the connection and are answered afresh (v1.1 §3).
     pub fn is_kept(&self) -> bool {
         !matches!(
             self,
             ServerFrame::Joined { .. }
+                | ServerFrame::IceServers { .. }
                 | ServerFrame::Refreshed { .. }
                 | ServerFrame::Warning { .. }
                 | ServerFrame::Error { .. }

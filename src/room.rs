@@ -31,6 +31,7 @@ use crate::call::{CallDue, CallLimits, Calls, Initiate, Outcome};
 use crate::error::{
     close, close_code_for, ending_close_code, reciprocal_close_code, ErrorCode, WarningCode,
 };
+use crate::ice::{ice_servers, refresh_at, IceConfig};
 use crate::id::{IdSource, TokenGrant};
 use crate::presence::{
     parse_resume_token, resume_token, secrets_match, Away, Cursor, Kept, Outbox, OutboxWrite,
@@ -101,6 +102,10 @@ pub struct Member {
     /// Set while the peer is away (its socket ended without `leave`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away: Option<Away>,
+    /// When the ephemeral TURN credentials it was last given expire (ms): fresh ones go out
+    /// before ([`crate::ice::refresh_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ice_expires_ms: Option<u64>,
 }
 
 impl Member {
@@ -216,6 +221,8 @@ pub struct Room {
     orphans: Vec<String>,
     /// The room's calls (v1.1 §6); stored whenever one changes ([`crate::call`]).
     calls: Calls,
+    /// STUN and TURN for `joined` and `ice_servers` (v1.1 §5).
+    ice: IceConfig,
 }
 
 impl Room {
@@ -251,7 +258,14 @@ impl Room {
             last_event_ms: 0,
             orphans: Vec::new(),
             calls: Calls::new(limits.calls),
+            ice: IceConfig::default(),
         }
+    }
+
+    /// The same room with `STUN_SERVERS`/`TURN_*` (the default: Cloudflare's STUN, no TURN).
+    pub fn with_ice(mut self, ice: IceConfig) -> Room {
+        self.ice = ice;
+        self
     }
 
     /// The same room with the calls read from durable storage. Participants and invitees that
@@ -433,6 +447,7 @@ impl Room {
             expires_ms: arrival.expires_ms,
             warned: false,
             away: None,
+            ice_expires_ms: None,
         };
         let peer = member.peer_id.clone();
         self.members.push(member);
@@ -442,7 +457,7 @@ impl Room {
         });
         let index = self.members.len() - 1;
         let mut effects = self.storage_writes();
-        let joined = self.joined_frame(&peer, false);
+        let joined = self.joined_frame(index, false, now_ms);
         self.deliver(&mut effects, index, joined, now_ms);
         let frame = ServerFrame::PeerJoined {
             room_id: self.id.clone(),
@@ -501,7 +516,7 @@ impl Room {
                 peer: peer.as_str().to_owned(),
             }));
         }
-        let joined = self.joined_frame(&peer, true);
+        let joined = self.joined_frame(index, true, now_ms);
         self.deliver(&mut effects, index, joined, now_ms);
         if let Some((from, to)) = lost {
             let gap = ServerFrame::Warning {
@@ -899,6 +914,8 @@ impl Room {
                 _ => index += 1,
             }
         }
+        // Fresh TURN credentials.
+        self.renew_ice(&mut effects, now_ms);
         // Ring timeouts and call limits.
         let outcome = self.calls.on_due(now_ms);
         let call_effects = self.call_effects(outcome, now_ms);
@@ -945,6 +962,17 @@ impl Room {
                 due: Due::Flush,
             });
         }
+        for member in self.members.iter().filter(|m| m.away.is_none()) {
+            if let Some(at_ms) = member
+                .ice_expires_ms
+                .and_then(|expires| refresh_at(&self.ice, expires))
+            {
+                deadlines.push(Deadline {
+                    at_ms,
+                    due: Due::IceRefresh(member.peer_id.clone()),
+                });
+            }
+        }
         deadlines.extend(self.calls.deadlines().map(|(at_ms, due)| Deadline {
             at_ms,
             due: match due {
@@ -976,6 +1004,14 @@ impl Room {
         }
         if let Some(at) = self.calls.next_deadline() {
             consider(at);
+        }
+        for member in self.members.iter().filter(|m| m.away.is_none()) {
+            if let Some(at) = member
+                .ice_expires_ms
+                .and_then(|expires| refresh_at(&self.ice, expires))
+            {
+                consider(at);
+            }
         }
         debug_assert_eq!(next, earliest(&self.deadlines()));
         next
@@ -1032,7 +1068,13 @@ impl Room {
                 self.broadcast(&mut effects, &sender, &frame, now_ms);
             }
         }
-        let joined = self.joined_frame(&sender, false);
+        let had = self.members[index].ice_expires_ms;
+        let joined = self.joined_frame(index, false, now_ms);
+        if self.members[index].ice_expires_ms != had {
+            effects.push(Effect::Persist {
+                member: self.members[index].clone(),
+            });
+        }
         self.deliver(&mut effects, index, joined, now_ms);
         Ok(effects)
     }
@@ -1489,7 +1531,11 @@ impl Room {
         }
     }
 
-    fn joined_frame(&self, peer: &PeerId, resumed: bool) -> ServerFrame {
+    /// `joined` for the member at `index`, with fresh ICE servers (whose expiry it records).
+    fn joined_frame(&mut self, index: usize, resumed: bool, now_ms: u64) -> ServerFrame {
+        let (servers, expires) = ice_servers(&self.ice, &self.members[index].user, now_ms);
+        self.members[index].ice_expires_ms = expires;
+        let peer = &self.members[index].peer_id;
         let me = self.member(peer);
         let my_seq = me.map_or(u64::MAX, |m| m.seq);
         ServerFrame::Joined {
@@ -1508,6 +1554,33 @@ impl Room {
                 .collect(),
             resumed,
             resume_token: me.map(Member::resume_token).unwrap_or_default(),
+            ice_servers: servers,
+            ice_servers_expire_at: expires,
+        }
+    }
+
+    /// `ice_servers` with fresh credentials to every connected member whose credentials are
+    /// due for renewal at `now_ms`.
+    fn renew_ice(&mut self, effects: &mut Vec<Effect>, now_ms: u64) {
+        for index in 0..self.members.len() {
+            let member = &self.members[index];
+            let due = member
+                .ice_expires_ms
+                .and_then(|expires| refresh_at(&self.ice, expires))
+                .is_some_and(|at| at <= now_ms);
+            if member.away.is_some() || !due {
+                continue;
+            }
+            let (servers, expires) = ice_servers(&self.ice, &member.user, now_ms);
+            self.members[index].ice_expires_ms = expires;
+            effects.push(Effect::Persist {
+                member: self.members[index].clone(),
+            });
+            let frame = ServerFrame::IceServers {
+                ice_servers: servers,
+                ice_servers_expire_at: expires,
+            };
+            self.deliver(effects, index, frame, now_ms);
         }
     }
 

@@ -28,6 +28,8 @@ pub enum Due {
     RingTimeout { call: String, peer: PeerId },
     /// A call reaches `MAX_CALL_DURATION_MS`.
     CallLimit(String),
+    /// A peer's TURN credentials are due for renewal (`ice_servers`).
+    IceRefresh(PeerId),
 }
 
 /// One point in time at which the room has something to do.

@@ -31,8 +31,11 @@ fn settle(step: EdgeStep<'_>, config: &EdgeConfig) -> EdgeDecision {
             let identity = config
                 .verifier
                 .verify(authorize.token, NOW_MS)
-                .and_then(|identity| identity.may_enter(&authorize.room).map(|()| identity));
-            authorize.finish(config, identity)
+                .and_then(|identity| match &authorize.room {
+                    Some(room) => identity.may_enter(room).map(|()| identity),
+                    None => Ok(identity),
+                });
+            authorize.finish(config, identity, NOW_MS)
         }
     }
 }

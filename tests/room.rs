@@ -14,7 +14,9 @@ fn newcomer_gets_joined_with_the_others_oldest_first_and_others_get_peer_joined(
     let token = h.token_of(&a);
     assert_eq!(
         h.one(&a),
-        json!({"type":"joined","roomId":"lobby","peerId":a,"peers":[],"resumed":false,"resumeToken":token})
+        json!({"type":"joined","roomId":"lobby","peerId":a,"peers":[],"resumed":false,"resumeToken":token,
+            // The default ICE servers: Cloudflare's STUN, no TURN, so no expiry (v1.1 §5).
+            "iceServers":[{"urls":["stun:stun.cloudflare.com:3478"]}]})
     );
     let b = h.join("user-b");
     let c = h.join("user-c");

@@ -51,8 +51,11 @@ fn upgrade(config: &EdgeConfig, room: &str, token: &str, placement: &str) -> Edg
             let identity = config
                 .verifier
                 .verify_with(authorize.token, NOW_MS, None, &mut native_check)
-                .and_then(|identity| identity.may_enter(&authorize.room).map(|()| identity));
-            authorize.finish(config, identity)
+                .and_then(|identity| match &authorize.room {
+                    Some(room) => identity.may_enter(room).map(|()| identity),
+                    None => Ok(identity),
+                });
+            authorize.finish(config, identity, NOW_MS)
         }
     }
 }

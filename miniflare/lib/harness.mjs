@@ -588,15 +588,24 @@ export const RESUME_TOKEN = "<resumeToken>";
 
 /**
  * A `joined` frame with its opaque `resumeToken` checked (a string `<peerId>.<more>`) and
- * replaced by `RESUME_TOKEN`, so the rest can be compared exactly; a missing or malformed token
- * is left as it is (and fails the comparison). Anything but a `joined` frame is returned as is.
+ * replaced by `RESUME_TOKEN`, and its `iceServers` checked for shape and left out, so the rest
+ * can be compared exactly; a missing or malformed token is left as it is (and fails the
+ * comparison). Anything but a `joined` frame is returned as is.
  */
 export function joinedShape(frame) {
   if (!frame || frame.type !== "joined") return frame;
-  const { peerId, resumeToken } = frame;
+  const { peerId, resumeToken, iceServers, iceServersExpireAt, ...rest } = frame;
   const wellFormed =
     typeof resumeToken === "string" && typeof peerId === "string" && resumeToken.startsWith(`${peerId}.`) && resumeToken.length > peerId.length + 1;
-  return { ...frame, resumeToken: wellFormed ? RESUME_TOKEN : resumeToken };
+  const shaped = { ...rest, peerId, resumeToken: wellFormed ? RESUME_TOKEN : resumeToken };
+  // `iceServers` (v1.1 §5) are checked by the ICE tests; here only their shape: an array of
+  // RTCIceServer. A malformed list is kept, so the comparison fails.
+  const iceWellFormed =
+    Array.isArray(iceServers) &&
+    iceServers.every((s) => Array.isArray(s.urls) && s.urls.every((u) => typeof u === "string")) &&
+    (iceServersExpireAt === undefined || Number.isInteger(iceServersExpireAt));
+  if (!iceWellFormed) Object.assign(shaped, { iceServers, iceServersExpireAt });
+  return shaped;
 }
 
 /** The expected `errorShape` for an error with `code` (and optional `correlationId`). */

@@ -52,13 +52,16 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
             let config = config
                 .as_ref()
                 .map_err(|e| worker::Error::RustError(e.to_string()))?;
-            let identity =
-                super::trust::authorize(&env, config, authorize.token, &authorize.room).await;
-            authorize.finish(config, identity)
+            let identity = match &authorize.room {
+                Some(room) => super::trust::authorize(&env, config, authorize.token, room).await,
+                None => super::trust::verify(config, authorize.token).await,
+            };
+            authorize.finish(config, identity, super::now_ms())
         }
     };
     match decision {
         EdgeDecision::Health => json_response(200, json!({ "status": "ok" }).to_string()),
+        EdgeDecision::Json { body } => json_response(200, body),
         EdgeDecision::HttpError { code, message } => {
             if code == crate::error::ErrorCode::Internal {
                 log("error", "edge_error", json!({ "message": message }));

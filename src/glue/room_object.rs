@@ -37,7 +37,7 @@ use worker::{Env, Response, Result, SqlStorageValue, State, WebSocket, WebSocket
 
 use super::entry::with_protocol;
 use super::{json_response, log, now_ms};
-use crate::config::{room_limits, ConfigError, EdgeConfig};
+use crate::config::{ice_config, room_limits, ConfigError, EdgeConfig};
 use crate::edge::{error_body, refresh_grant, ForwardedIdentity, IDENTITY_HEADER};
 use crate::error::{close, ErrorCode};
 use crate::id::{ulid, CountingUlids, IdSource};
@@ -102,6 +102,8 @@ struct Inner {
     /// The raw state, for what workers-rs does not wrap.
     raw_state: worker::worker_sys::DurableObjectState,
     limits: std::result::Result<RoomLimits, ConfigError>,
+    /// STUN and TURN (`STUN_SERVERS`, `TURN_*`).
+    ice: std::result::Result<crate::ice::IceConfig, ConfigError>,
     /// The edge's token settings, to check `refresh` frames.
     edge: std::result::Result<EdgeConfig, ConfigError>,
     /// The one alarm, as far as this wake knows it.
@@ -173,6 +175,7 @@ impl Inner {
             worker::worker_sys::DurableObjectState,
         >(JsValue::from(raw_state.clone())));
         let limits = room_limits(|name| env.var(name).ok().map(|v| v.to_string()));
+        let ice = ice_config(|name| env.var(name).ok().map(|v| v.to_string()));
         let edge = super::entry::config(&env);
         if let Ok(pair) =
             worker::worker_sys::WebSocketRequestResponsePair::new(PING_TEXT, PONG_TEXT)
@@ -184,6 +187,7 @@ impl Inner {
             env,
             raw_state,
             limits,
+            ice,
             edge,
             alarm: std::cell::Cell::new(Alarm::default()),
             room: RefCell::new(None),
@@ -685,6 +689,12 @@ impl Inner {
     /// holds: away members, kept frames, identities. Read once per wake, so no frame ever
     /// reads storage. A room that never stored anything has no tables, and its wake costs one
     /// query.
+    /// STUN and TURN. A misconfiguration is refused at the edge (its settings include these),
+    /// so no upgrade reaches a room with one; the default is only a fallback.
+    fn ice_config(&self) -> crate::ice::IceConfig {
+        self.ice.clone().unwrap_or_default()
+    }
+
     fn load_room(&self, id: RoomId, limits: RoomLimits, members: Vec<Member>) -> CoreRoom {
         let sql = self.state.storage().sql();
         let tables = sql
@@ -692,7 +702,7 @@ impl Inner {
             .and_then(|cursor| cursor.one::<TableCount>())
             .map_or(0, |count| count.n);
         if tables == 0 {
-            return CoreRoom::rebuild(id, limits, members);
+            return CoreRoom::rebuild(id, limits, members).with_ice(self.ice_config());
         }
         if tables < TABLES {
             // Made by an older version: add what is missing now, before anything is read.
@@ -731,6 +741,7 @@ impl Inner {
             .filter_map(|row| serde_json::from_str(&row.call).ok())
             .collect();
         let mut room = CoreRoom::rebuild(id, limits, members.into_iter().chain(away))
+            .with_ice(self.ice_config())
             .with_kept(kept)
             .with_calls(calls)
             .with_identities(self.load_identities());

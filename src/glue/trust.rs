@@ -81,7 +81,8 @@ pub async fn authorize(
     }
 }
 
-async fn verify(config: &EdgeConfig, token: &str) -> Result<Identity, AuthError> {
+/// Verifies `token` alone (`GET /ice-servers`: no room to authorize).
+pub async fn verify(config: &EdgeConfig, token: &str) -> Result<Identity, AuthError> {
     let verifier = &config.verifier;
     let now = now_ms();
     // A fresh set is used as is; a stale or missing one is (re)loaded only if the token needs it.
