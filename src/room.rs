@@ -275,6 +275,11 @@ impl Room {
         self
     }
 
+    /// The room's STUN and TURN settings.
+    pub fn ice(&self) -> &IceConfig {
+        &self.ice
+    }
+
     /// The room's calls.
     pub fn calls(&self) -> &Calls {
         &self.calls

@@ -439,3 +439,50 @@ fn an_origin_outside_the_allow_list_is_forbidden_before_the_token_is_read() {
         assert!(matches!(decision, EdgeDecision::Forward(_)), "{decision:?}");
     }
 }
+
+#[test]
+fn ice_servers_need_a_token_in_the_header_or_query_and_only_get() {
+    let config = config();
+    let t = token(json!(["lobby"]));
+    let header = format!("Bearer {t}");
+    let query = format!("token={t}");
+    let protocols = format!("signal.v1, bearer.{t}");
+    let get = EdgeRequest {
+        method: "GET",
+        path: "/ice-servers",
+        ..EdgeRequest::default()
+    };
+    for req in [
+        EdgeRequest {
+            authorization: Some(&header),
+            ..get
+        },
+        EdgeRequest {
+            query: Some(&query),
+            ..get
+        },
+    ] {
+        match settle(decide(&req, Ok(&config)), &config) {
+            EdgeDecision::Json { body } => {
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(
+                    body,
+                    json!({"iceServers":[{"urls":["stun:stun.cloudflare.com:3478"]}],"iceServersExpireAt":null})
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let subprotocol = EdgeRequest {
+        protocols: Some(&protocols),
+        ..get
+    };
+    assert_eq!(http_code(&run(subprotocol)), Some(ErrorCode::Unauthorized));
+    assert_eq!(http_code(&run(get)), Some(ErrorCode::Unauthorized));
+    let post = EdgeRequest {
+        method: "POST",
+        authorization: Some(&header),
+        ..get
+    };
+    assert_eq!(http_code(&run(post)), Some(ErrorCode::MethodNotAllowed));
+}

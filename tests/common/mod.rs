@@ -191,6 +191,7 @@ impl Harness {
         self.room = Room::rebuild(id, limits, connected.clone().into_iter().chain(away))
             .with_kept(kept)
             .with_calls(calls)
+            .with_ice(self.room.ice().clone())
             .with_identities(self.durable.identity.load());
         for write in self.room.take_cleanup() {
             self.durable.apply(&write);
