@@ -40,6 +40,21 @@ npm_ci() {
 }
 npm_ci "$EDGESIGNAL_ROOT"
 npm_ci "$EDGESIGNAL_ROOT/miniflare"
+# playwright-core only: it drives Debian's Chromium and never downloads a browser.
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm_ci "$EDGESIGNAL_ROOT/browser"
+
+# The browser test's real parts, from Debian's packages: Chromium and coturn (about a minute).
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v turnserver >/dev/null || missing+=(coturn)
+if [ "${#missing[@]}" -gt 0 ]; then
+  step "Debian packages: ${missing[*]} (about a minute)"
+  sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  if ! DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y --no-install-recommends "${missing[@]}"; then
+    sudo_if_needed apt-get update
+    DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+fi
 
 # The side-by-side benchmark's load generator: its own crate and lock file (never part of the
 # Worker's build). cargo rebuilds it only when its sources changed; nothing is built at run time.

@@ -34,6 +34,9 @@ printf 'wasm size: %s bytes, %s bytes gzip\n' "$(wc -c < build/index_bg.wasm)" "
 stage "Miniflare integration tests (workerd)"
 (cd miniflare && npm test)
 
+stage "browser: two Chromium pages call through the Worker over a real coturn (own network namespace)"
+bash browser/netns.sh node --test --test-concurrency=1 browser/test/
+
 # Benchmarks print numbers and assert nothing about speed; they fail only on lost or misrouted
 # frames. Bounded: about a minute together.
 stage "benchmark: side by side with a thin relay and a plain-JS protocol v1 (quick)"
