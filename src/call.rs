@@ -128,6 +128,9 @@ pub struct Call {
     /// Why the last invitee will not come: what the caller hears if nobody does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reject: Option<RejectReason>,
+    /// When the call was initiated (ms), for its setup time.
+    #[serde(default)]
+    pub created_ms: u64,
 }
 
 impl Call {
@@ -147,11 +150,19 @@ pub struct Outcome {
     pub ended: Vec<String>,
     /// Peers that joined or left a call (ringing included).
     pub touched: Vec<PeerId>,
+    /// What happened, for logs and metrics: (call id, outcome: `started`, `accepted`,
+    /// `rejected:<reason>`, `left:<reason>`, `ended:<reason>`, and for a first accept the setup
+    /// time in ms).
+    pub events: Vec<(String, String, Option<u64>)>,
 }
 
 impl Outcome {
     fn send(&mut self, to: &PeerId, frame: ServerFrame) {
         self.frames.push((to.clone(), frame));
+    }
+
+    fn event(&mut self, call: &str, what: String, setup_ms: Option<u64>) {
+        self.events.push((call.to_owned(), what, setup_ms));
     }
 
     fn touch(&mut self, peer: &PeerId) {
@@ -281,6 +292,7 @@ impl Calls {
                     ringing: Vec::new(),
                     accepted_ms: None,
                     last_reject: None,
+                    created_ms: now_ms,
                 });
                 self.calls.len() - 1
             }
@@ -301,6 +313,9 @@ impl Calls {
             }
         };
         let mut out = Outcome::default();
+        if call_id.is_none() {
+            out.event(&self.calls[index].id.clone(), "started".into(), None);
+        }
         out.touch(from);
         let mut ringing = Vec::new();
         let mut busy = Vec::new();
@@ -373,8 +388,11 @@ impl Calls {
         };
         call.ringing.remove(at);
         call.participants.push(from.clone());
+        let first = call.accepted_ms.is_none();
         call.accepted_ms.get_or_insert(now_ms);
         let mut out = Outcome::default();
+        let setup = first.then(|| now_ms.saturating_sub(call.created_ms));
+        out.event(&call.id, "accepted".into(), setup);
         for p in &call.participants {
             out.send(
                 p,
@@ -546,6 +564,7 @@ impl Calls {
         call.ringing.retain(|i| &i.peer != peer);
         call.last_reject = Some(reason);
         out.touch(peer);
+        out.event(&call.id, format!("rejected:{}", reject_str(reason)), None);
         for p in &call.participants {
             out.send(
                 p,
@@ -563,6 +582,11 @@ impl Calls {
         let call = &mut self.calls[index];
         call.participants.retain(|p| p != peer);
         out.touch(peer);
+        let left = match reason {
+            LeftReason::Hangup => "left:hangup",
+            LeftReason::Disconnect => "left:disconnect",
+        };
+        out.event(&call.id, left.into(), None);
         if !must_end(call) {
             for p in &call.participants {
                 out.send(
@@ -622,6 +646,12 @@ impl Calls {
             out.touch(&invite.peer);
         }
         out.changed.retain(|c| c.id != call.id);
+        let how = if call.accepted_ms.is_some() {
+            end_str(reason)
+        } else {
+            end_str(call.last_reject.map_or(reason, EndReason::from))
+        };
+        out.event(&call.id, format!("ended:{how}"), None);
         out.ended.push(call.id);
         false
     }
@@ -633,4 +663,24 @@ fn must_end(call: &Call) -> bool {
     let alone_after_accept = call.accepted_ms.is_some() && call.participants.len() < 2;
     let nobody_coming = call.accepted_ms.is_none() && call.ringing.is_empty();
     alone_after_accept || nobody_coming || call.participants.is_empty()
+}
+
+fn reject_str(reason: RejectReason) -> &'static str {
+    match reason {
+        RejectReason::Declined => "declined",
+        RejectReason::Busy => "busy",
+        RejectReason::NoAnswer => "no_answer",
+    }
+}
+
+fn end_str(reason: EndReason) -> &'static str {
+    match reason {
+        EndReason::Hangup => "hangup",
+        EndReason::Cancelled => "cancelled",
+        EndReason::Rejected => "rejected",
+        EndReason::Busy => "busy",
+        EndReason::NoAnswer => "no_answer",
+        EndReason::MaxDuration => "max_duration",
+        EndReason::Disconnect => "disconnect",
+    }
 }

@@ -8,6 +8,7 @@ use crate::auth::{Verifier, VerifyingKey, MIN_HS256_SECRET_BYTES};
 use crate::call::CallLimits;
 use crate::ice::{IceConfig, TurnCredentials, DEFAULT_STUN, DEFAULT_TURN_TTL_S};
 use crate::keys::KeySet;
+use crate::observe::Level;
 use crate::origin::AllowedOrigins;
 use crate::policy::{PolicyConfig, PolicyMode};
 use crate::presence::PresenceLimits;
@@ -85,6 +86,8 @@ pub struct EdgeConfig {
     pub origins: AllowedOrigins,
     /// STUN and TURN, for `GET /ice-servers`.
     pub ice: IceConfig,
+    /// `LOG_LEVEL`.
+    pub log_level: Level,
     /// Key for hashing `sub` before it reaches the room or a log (`LOG_SALT`, else `JWT_SECRET`).
     pub log_salt: Vec<u8>,
 }
@@ -164,6 +167,7 @@ pub fn edge_config_with(
         policy,
         origins,
         ice: ice_config(&var)?,
+        log_level: log_level(&var)?,
         log_salt: log_salt.into_bytes(),
     })
 }
@@ -225,6 +229,7 @@ pub fn room_limits(var: impl Fn(&str) -> Option<String>) -> Result<RoomLimits, C
         rate: rate_limits(&var)?,
         presence: presence_limits(&var)?,
         calls: call_limits(&var)?,
+        log_level: log_level(&var)?,
         max_peers: bounded(
             var("MAX_PEERS_PER_ROOM"),
             "MAX_PEERS_PER_ROOM",
@@ -323,6 +328,20 @@ pub fn presence_limits(
             d.token_expiry_warning_ms,
         )?,
     })
+}
+
+/// Reads `LOG_LEVEL` (`debug`, `info`, `warn`, `error`; default `info`).
+pub fn log_level(var: impl Fn(&str) -> Option<String>) -> Result<Level, ConfigError> {
+    match non_empty(var("LOG_LEVEL")) {
+        None => Ok(Level::Info),
+        Some(text) => Level::parse(&text).ok_or_else(|| ConfigError::Invalid {
+            name: "LOG_LEVEL",
+            expected: format!(
+                "debug, info, warn or error, not `{}`",
+                text.chars().take(20).collect::<String>()
+            ),
+        }),
+    }
 }
 
 /// Reads `CALL_RING_TIMEOUT_MS` (1 s to 10 min) and `MAX_CALL_DURATION_MS` (1 s to 7 days)

@@ -46,6 +46,9 @@ pub struct EdgeRequest<'a> {
     pub upgrade: Option<&'a str>,
     /// The `Origin` header.
     pub origin: Option<&'a str>,
+    /// The connection's trace id: from the upgrade's W3C `traceparent` ([`trace_id`]), else a
+    /// new one the caller made.
+    pub trace: Option<&'a str>,
 }
 
 /// What the Worker tells the room about an admitted connection.
@@ -63,6 +66,9 @@ pub struct ForwardedIdentity {
     /// The resume token offered (`?resume=` or a `resume.<token>` subprotocol entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
+    /// The connection's trace id, in every log line about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// What deciding a request needs next.
@@ -85,6 +91,7 @@ pub struct Authorize<'a> {
     is_upgrade: bool,
     protocol: Option<&'static str>,
     resume: Option<&'a str>,
+    trace: Option<&'a str>,
 }
 
 /// What the Worker does with a request.
@@ -102,7 +109,7 @@ pub enum EdgeDecision {
         protocol: Option<&'static str>,
     },
     /// Forward the upgrade to the room's Durable Object.
-    Forward(ForwardedIdentity),
+    Forward(Box<ForwardedIdentity>),
     /// `200` with this JSON body (`GET /ice-servers`).
     Json { body: String },
 }
@@ -155,6 +162,7 @@ pub fn decide<'a>(
         is_upgrade,
         protocol,
         resume,
+        trace: req.trace,
     };
     if !config.origins.allows(req.origin) {
         let origin = shorten(req.origin.unwrap_or_default());
@@ -201,7 +209,7 @@ impl Authorize<'_> {
                 message: "this endpoint is a WebSocket: send Upgrade: websocket".into(),
             };
         }
-        EdgeDecision::Forward(ForwardedIdentity {
+        EdgeDecision::Forward(Box::new(ForwardedIdentity {
             user: user_hash(&config.log_salt, &identity.sub),
             room: room.as_str().to_owned(),
             protocol: self.protocol.map(str::to_owned),
@@ -211,7 +219,8 @@ impl Authorize<'_> {
                 .resume
                 .filter(|token| crate::presence::parse_resume_token(token).is_some())
                 .map(str::to_owned),
-        })
+            trace: self.trace.map(str::to_owned),
+        }))
     }
 
     fn refuse(&self, code: ErrorCode, message: String) -> EdgeDecision {
@@ -342,6 +351,28 @@ pub fn url_query(url: &str) -> Option<&str> {
 /// that the token in `?token=` never reaches the room.
 pub fn url_without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), if it is a
+/// valid one (not all zeros, lower-case hex, version `00` or a later one of that shape).
+pub fn trace_id(traceparent: Option<&str>) -> Option<String> {
+    let mut parts = traceparent?.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || parts.next().is_none())
+        && hex(trace, 32)
+        && hex(span, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0')
+        && span.bytes().any(|b| b != b'0');
+    valid.then(|| trace.to_owned())
 }
 
 /// The JSON body of an HTTP error.

@@ -25,6 +25,7 @@ pub mod id;
 pub mod jwks;
 pub mod keys;
 pub mod log;
+pub mod observe;
 pub mod origin;
 pub mod policy;
 pub mod presence;

@@ -212,13 +212,29 @@ impl Outbox {
     /// A cumulative ack: drops the frames up to `seq`. Answers the storage write it needs
     /// (only when a dropped frame had been stored).
     pub fn ack(&mut self, seq: u64, cursor: &mut Cursor) -> Option<OutboxWrite> {
+        self.ack_timed(seq, cursor).0
+    }
+
+    /// [`Outbox::ack`], also answering when the newest frame it covers was sent (ms), if one
+    /// was kept in memory since it was sent (not read back from storage).
+    pub fn ack_timed(
+        &mut self,
+        seq: u64,
+        cursor: &mut Cursor,
+    ) -> (Option<OutboxWrite>, Option<u64>) {
         cursor.ack(seq);
         let mut stored = false;
+        let mut newest = None;
         while self.kept.front().is_some_and(|k| k.seq <= seq) {
-            stored |= self.kept.pop_front().is_some_and(|k| k.durable);
+            if let Some(k) = self.kept.pop_front() {
+                stored |= k.durable;
+                if k.at_ms > 0 {
+                    newest = Some(k.at_ms);
+                }
+            }
         }
         self.recompute_pending();
-        stored.then_some(OutboxWrite::DropThrough(seq))
+        (stored.then_some(OutboxWrite::DropThrough(seq)), newest)
     }
 
     /// Marks the frames sent at or before `cutoff_ms` durable and answers them, for storage.

@@ -146,6 +146,24 @@ pub enum ClientFrame<'a> {
     CallHangup { call_id: Cow<'a, str> },
 }
 
+impl ClientFrame<'_> {
+    /// The frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Join { .. } => "join",
+            ClientFrame::Leave { .. } => "leave",
+            ClientFrame::Signal(signal) => signal.payload.kind(),
+            ClientFrame::Ping => "ping",
+            ClientFrame::Ack { .. } => "ack",
+            ClientFrame::Refresh { .. } => "refresh",
+            ClientFrame::CallInitiate { .. } => "call_initiate",
+            ClientFrame::CallAnswer { .. } => "call_answer",
+            ClientFrame::CallReject { .. } => "call_reject",
+            ClientFrame::CallHangup { .. } => "call_hangup",
+        }
+    }
+}
+
 /// A client frame with the `correlationId` it carried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope<'a> {

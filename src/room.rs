@@ -33,6 +33,7 @@ use crate::error::{
 };
 use crate::ice::{ice_servers, refresh_at, IceConfig};
 use crate::id::{IdSource, TokenGrant};
+use crate::observe::{DataPoint, Level, LogLine, MessageCounts, Metric};
 use crate::presence::{
     parse_resume_token, resume_token, secrets_match, Away, Cursor, Kept, Outbox, OutboxWrite,
     PresenceLimits, FLUSH_DELAY_MS,
@@ -61,6 +62,8 @@ pub struct RoomLimits {
     pub presence: PresenceLimits,
     /// `CALL_RING_TIMEOUT_MS`, `MAX_CALL_DURATION_MS`.
     pub calls: CallLimits,
+    /// `LOG_LEVEL`: lines below it are not even built (per-frame lines are `debug`).
+    pub log_level: Level,
 }
 
 /// One member: what its socket's attachment stores (or, while it is away, its `away` row).
@@ -106,6 +109,12 @@ pub struct Member {
     /// before ([`crate::ice::refresh_at`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ice_expires_ms: Option<u64>,
+    /// When it was admitted (ms), for `connection_duration_ms`.
+    #[serde(default)]
+    pub joined_ms: u64,
+    /// Its current connection's trace id, in every log line about it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trace: String,
 }
 
 impl Member {
@@ -131,6 +140,8 @@ pub struct Arrival {
     pub expires_ms: Option<u64>,
     /// The resume token offered, if any.
     pub resume: Option<String>,
+    /// The connection's trace id (W3C `traceparent` of the upgrade, else made at the edge).
+    pub trace: Option<String>,
 }
 
 impl Arrival {
@@ -159,6 +170,10 @@ pub enum Effect {
     Persist { member: Member },
     /// Write to the room's durable storage ([`crate::storage`]).
     Store(Write),
+    /// Write a log line (the glue filters by `LOG_LEVEL`).
+    Log(LogLine),
+    /// Write an Analytics Engine data point.
+    Metric(DataPoint),
     /// Check `token` for this room as the edge checks an upgrade's (it may need keys fetched or
     /// a signature checked by the runtime, so it is not done here), then answer with
     /// [`Room::on_refresh_checked`].
@@ -223,6 +238,13 @@ pub struct Room {
     calls: Calls,
     /// STUN and TURN for `joined` and `ice_servers` (v1.1 §5).
     ice: IceConfig,
+    /// Client frames by type since the last flush ([`MessageCounts`]).
+    messages: MessageCounts,
+    /// Frames dropped for rate since the last flush: (reason, user, count).
+    drops: Vec<(&'static str, String, u64)>,
+    /// Offers waiting for their answer: (offerer, answerer, first offer at ms). In memory: a
+    /// negotiation lasts milliseconds.
+    offers: Vec<(PeerId, PeerId, u64)>,
 }
 
 impl Room {
@@ -259,6 +281,9 @@ impl Room {
             orphans: Vec::new(),
             calls: Calls::new(limits.calls),
             ice: IceConfig::default(),
+            messages: MessageCounts::default(),
+            drops: Vec::new(),
+            offers: Vec::new(),
         }
     }
 
@@ -453,6 +478,8 @@ impl Room {
             warned: false,
             away: None,
             ice_expires_ms: None,
+            joined_ms: now_ms,
+            trace: arrival.trace.clone().unwrap_or_default(),
         };
         let peer = member.peer_id.clone();
         self.members.push(member);
@@ -472,6 +499,8 @@ impl Room {
             polite: true,
         };
         self.broadcast(&mut effects, &peer, &frame, now_ms);
+        effects.push(Effect::Log(self.line(Level::Info, "room.join", index)));
+        self.gauges(&mut effects);
         self.accepted(index, effects, false, now_ms)
     }
 
@@ -512,6 +541,9 @@ impl Room {
         member.expires_ms = arrival.expires_ms;
         member.warned = false;
         member.limiter = None;
+        if let Some(trace) = arrival.trace {
+            member.trace = trace;
+        }
         let peer = member.peer_id.clone();
         let (acked, lost) = (member.cursor.acked, member.cursor.lost);
         self.live[index].limiter = Some(ConnectionLimiter::new(&self.limits.rate));
@@ -551,6 +583,11 @@ impl Room {
             };
             self.broadcast(&mut effects, &peer, &frame, now_ms);
         }
+        effects.push(Effect::Log(
+            self.line(Level::Info, "room.resume", index)
+                .with("wasAway", was_away),
+        ));
+        self.gauges(&mut effects);
         self.accepted(index, effects, true, now_ms)
     }
 
@@ -632,7 +669,8 @@ impl Room {
                 _ => Verdict::Pass,
             };
             if let Verdict::Drop { notice } = verdict {
-                effects.extend(self.dropped(sender, notice, now_ms));
+                let reason = drop_reason(decoded.unwrap_or(FrameClass::Other));
+                effects.extend(self.dropped(sender, reason, notice, now_ms));
                 return effects;
             }
         }
@@ -653,6 +691,17 @@ impl Room {
     ) -> Vec<Effect> {
         let sender = self.members[index].peer_id.clone();
         let correlation_id = envelope.correlation_id;
+        let mut counted = Vec::new();
+        if let Some(count) = self.messages.count(envelope.frame.kind()) {
+            // A room that is never quiet still reports its counts.
+            counted.push(Effect::Metric(
+                DataPoint {
+                    count: count as f64,
+                    ..DataPoint::new(Metric::Messages, self.id.as_str(), count as f64)
+                }
+                .detail(envelope.frame.kind()),
+            ));
+        }
         let result = match envelope.frame {
             ClientFrame::Join {
                 room_id,
@@ -702,10 +751,12 @@ impl Room {
                 .hangup(&sender, &call_id)
                 .map(|outcome| self.call_effects(outcome, now_ms)),
         };
-        result.unwrap_or_else(|mut refusal| {
+        let mut effects = result.unwrap_or_else(|mut refusal| {
             refusal.correlation_id = correlation_id.map(Cow::into_owned);
             vec![self.refuse(&sender, refusal)]
-        })
+        });
+        effects.extend(counted);
+        effects
     }
 
     /// A binary frame from `sender` at `now_ms`: the protocol is text only. Charged like any
@@ -752,7 +803,9 @@ impl Room {
             return Ok(Vec::new());
         };
         match limiter.check(class, now_ms, &rate, &mut self.room_bucket) {
-            Verdict::Drop { notice } => return Err(self.dropped(sender, notice, now_ms)),
+            Verdict::Drop { notice } => {
+                return Err(self.dropped(sender, drop_reason(class), notice, now_ms))
+            }
             Verdict::Pass => {}
         }
         let mut effects = Vec::new();
@@ -776,14 +829,38 @@ impl Room {
     /// A frame of `sender`'s was dropped for rate: its notice (if the cadence allows one), a
     /// strike for its identity, and at the strike limit the ban: `error rate_limited` and close
     /// 4429. A banned peer is gone at once (`peer_left` with `disconnect`): it may not resume.
-    fn dropped(&mut self, sender: &PeerId, notice: Option<Notice>, now_ms: u64) -> Vec<Effect> {
+    /// A frame of `sender` dropped for rate (`reason`: `rate_limited` or `throttled`).
+    fn dropped(
+        &mut self,
+        sender: &PeerId,
+        reason: &'static str,
+        notice: Option<Notice>,
+        now_ms: u64,
+    ) -> Vec<Effect> {
         let Some(index) = self.index(sender.as_str()) else {
             return Vec::new();
         };
         let user = self.members[index].user.clone();
         let outcome = self.identities.on_drop(&user, now_ms, &self.limits.rate);
         let mut effects = self.storage_writes();
+        match self
+            .drops
+            .iter_mut()
+            .find(|(r, u, _)| *r == reason && *u == user)
+        {
+            Some((_, _, count)) => *count += 1,
+            None => self.drops.push((reason, user.clone(), 1)),
+        }
         if let StrikeOutcome::Ban { until_ms } = outcome {
+            effects.push(Effect::Log(
+                self.line(Level::Warn, "rate.ban", index)
+                    .with("untilMs", until_ms),
+            ));
+            effects.push(Effect::Metric(
+                DataPoint::new(Metric::Drops, self.id.as_str(), 1.0)
+                    .detail("ban")
+                    .user(&user),
+            ));
             let retry_after_ms = until_ms.saturating_sub(now_ms);
             effects.push(
                 self.refuse(
@@ -869,6 +946,7 @@ impl Room {
                             "your token expired; reconnect with a fresh one",
                         ),
                     ));
+                    effects.push(Effect::Log(self.line(Level::Info, "token.expired", index)));
                     effects.push(Effect::Close {
                         peer,
                         code: close::UNAUTHORIZED,
@@ -1109,13 +1187,23 @@ impl Room {
             ));
         }
         let mut effects = Vec::new();
-        if let Some(OutboxWrite::DropThrough(through)) =
-            self.live[index].outbox.ack(seq, &mut member.cursor)
-        {
+        let (write, newest) = self.live[index].outbox.ack_timed(seq, &mut member.cursor);
+        if let Some(OutboxWrite::DropThrough(through)) = write {
             effects.push(Effect::Store(Write::DropKept {
                 peer: member.peer_id.as_str().to_owned(),
                 through,
             }));
+        }
+        if let Some(sent) = newest {
+            // One point per `ack` (clients ack in batches), not per frame.
+            effects.push(Effect::Metric(
+                DataPoint::new(
+                    Metric::RelayLatencyMs,
+                    self.id.as_str(),
+                    self.last_event_ms.saturating_sub(sent) as f64,
+                )
+                .user(&self.members[index].user),
+            ));
         }
         Ok(effects)
     }
@@ -1211,9 +1299,51 @@ impl Room {
             &self.members[to].peer_id,
             correlation_id,
         );
-        let mut effects = Vec::with_capacity(1);
+        let mut effects = Vec::with_capacity(2);
         self.deliver(&mut effects, to, frame, now_ms);
+        let to_peer = self.members[to].peer_id.clone();
+        let kind = signal.payload.kind();
+        if self.limits.log_level <= Level::Debug {
+            effects.push(Effect::Log(
+                self.line(Level::Debug, relay_event(kind), index)
+                    .with("to", to_peer.as_str())
+                    .with("correlationId", correlation_id),
+            ));
+        }
+        self.negotiation(&mut effects, index, &to_peer, kind, now_ms);
         Ok(effects)
+    }
+
+    /// Times a pair's negotiation: from the first `offer` to the `answer` that comes back.
+    fn negotiation(
+        &mut self,
+        effects: &mut Vec<Effect>,
+        index: usize,
+        to: &PeerId,
+        kind: &str,
+        now_ms: u64,
+    ) {
+        let from = &self.members[index].peer_id;
+        match kind {
+            "offer" if !self.offers.iter().any(|(a, b, _)| a == from && b == to) => {
+                self.offers.push((from.clone(), to.clone(), now_ms));
+            }
+            "answer" => {
+                if let Some(i) = self
+                    .offers
+                    .iter()
+                    .position(|(a, b, _)| a == to && b == from)
+                {
+                    let (_, _, at) = self.offers.remove(i);
+                    effects.push(Effect::Metric(DataPoint::new(
+                        Metric::NegotiationMs,
+                        self.id.as_str(),
+                        now_ms.saturating_sub(at) as f64,
+                    )));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The peer at `index` lost its socket without `leave`: away for the grace (others hear
@@ -1258,6 +1388,11 @@ impl Room {
             reason,
         };
         self.broadcast(effects, &peer, &frame, now_ms);
+        effects.push(Effect::Log(
+            self.line(Level::Info, "room.away", index)
+                .with("reason", reason_str(reason)),
+        ));
+        self.gauges(effects);
         false
     }
 
@@ -1270,8 +1405,26 @@ impl Room {
         reason: LeaveReason,
         now_ms: u64,
     ) {
+        let line = self
+            .line(Level::Info, "room.leave", index)
+            .with("reason", reason_str(reason));
         let member = self.members.remove(index);
         let live = self.live.remove(index);
+        let duration = now_ms.saturating_sub(member.joined_ms);
+        effects.push(Effect::Log(line.with("durationMs", duration)));
+        if member.joined_ms > 0 {
+            effects.push(Effect::Metric(
+                DataPoint::new(
+                    Metric::ConnectionDurationMs,
+                    self.id.as_str(),
+                    duration as f64,
+                )
+                .detail(reason_str(reason))
+                .user(&member.user),
+            ));
+        }
+        self.offers
+            .retain(|(a, b, _)| a != &member.peer_id && b != &member.peer_id);
         let peer = member.peer_id.as_str().to_owned();
         if member.away.is_some() {
             effects.push(Effect::Store(Write::Back { peer: peer.clone() }));
@@ -1288,6 +1441,63 @@ impl Room {
         // A member that is gone counts as hung up (`disconnect`) in any call it was in.
         let outcome = self.calls.depart(&member.peer_id);
         effects.extend(self.call_effects(outcome, now_ms));
+        self.gauges(effects);
+        if self.members.is_empty() {
+            // An empty room keeps no alarm: its counts go out now.
+            self.flush_counts(effects);
+        }
+    }
+
+    /// A log line about the member at `index`: room, peer, salted user, trace.
+    fn line(&self, level: Level, event: &'static str, index: usize) -> LogLine {
+        let member = &self.members[index];
+        let line = LogLine::new(level, event)
+            .with("room", self.id.as_str())
+            .with("peer", member.peer_id.as_str())
+            .with("user", member.user.as_str());
+        if member.trace.is_empty() {
+            line
+        } else {
+            line.with("trace", member.trace.as_str())
+        }
+    }
+
+    /// The room's gauges after a membership change: connected members, and all members.
+    fn gauges(&self, effects: &mut Vec<Effect>) {
+        let connected = self.members.iter().filter(|m| m.away.is_none()).count();
+        effects.push(Effect::Metric(DataPoint::new(
+            Metric::Connections,
+            self.id.as_str(),
+            connected as f64,
+        )));
+        effects.push(Effect::Metric(DataPoint::new(
+            Metric::RoomMembers,
+            self.id.as_str(),
+            self.members.len() as f64,
+        )));
+    }
+
+    /// The aggregated counts (messages by type, drops by reason and user), as data points.
+    fn flush_counts(&mut self, effects: &mut Vec<Effect>) {
+        for (kind, count) in self.messages.take() {
+            effects.push(Effect::Metric(
+                DataPoint {
+                    count: count as f64,
+                    ..DataPoint::new(Metric::Messages, self.id.as_str(), count as f64)
+                }
+                .detail(kind),
+            ));
+        }
+        for (reason, user, count) in std::mem::take(&mut self.drops) {
+            effects.push(Effect::Metric(
+                DataPoint {
+                    count: count as f64,
+                    ..DataPoint::new(Metric::Drops, self.id.as_str(), count as f64)
+                }
+                .detail(reason)
+                .user(&user),
+            ));
+        }
     }
 
     /// Carries out a call transition: its frames (sequenced and kept, so a resume replays
@@ -1295,6 +1505,24 @@ impl Room {
     /// member whose status changed.
     fn call_effects(&mut self, outcome: Outcome, now_ms: u64) -> Vec<Effect> {
         let mut effects = Vec::new();
+        for (call, what, setup_ms) in &outcome.events {
+            effects.push(Effect::Log(
+                LogLine::new(Level::Info, "call.event")
+                    .with("room", self.id.as_str())
+                    .with("callId", call.as_str())
+                    .with("outcome", what.as_str()),
+            ));
+            effects.push(Effect::Metric(
+                DataPoint::new(Metric::Calls, self.id.as_str(), 1.0).detail(what.as_str()),
+            ));
+            if let Some(ms) = setup_ms {
+                effects.push(Effect::Metric(DataPoint::new(
+                    Metric::CallSetupMs,
+                    self.id.as_str(),
+                    *ms as f64,
+                )));
+            }
+        }
         for (to, frame) in outcome.frames {
             if let Some(index) = self.index(to.as_str()) {
                 self.deliver(&mut effects, index, frame, now_ms);
@@ -1332,10 +1560,13 @@ impl Room {
     /// sockets too, so their frames in storage could not be resumed anyway; see
     /// docs/protocol.md §6d.)
     fn flush_at(&self) -> Option<u64> {
-        self.live
-            .iter()
-            .any(|l| l.dirty_since.is_some() || l.outbox.pending_since().is_some())
-            .then_some(self.last_event_ms + FLUSH_DELAY_MS)
+        let counted = !self.messages.is_empty() || !self.drops.is_empty();
+        (counted
+            || self
+                .live
+                .iter()
+                .any(|l| l.dirty_since.is_some() || l.outbox.pending_since().is_some()))
+        .then_some(self.last_event_ms + FLUSH_DELAY_MS)
     }
 
     /// Stores what must outlive an eviction once the room is quiet ([`Room::flush_at`]): kept
@@ -1344,6 +1575,7 @@ impl Room {
         if now_ms < self.last_event_ms + FLUSH_DELAY_MS {
             return;
         }
+        self.flush_counts(effects);
         let cutoff = u64::MAX;
         for (member, live) in self.members.iter().zip(self.live.iter_mut()) {
             if live.dirty_since.is_some() {
@@ -1654,4 +1886,28 @@ fn check_sender(sender: &PeerId, claimed: Option<&str>, field: &str) -> Result<(
 /// Echoes client-chosen text in messages without letting it grow them.
 fn short(s: &str) -> &str {
     s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
+}
+
+fn reason_str(reason: LeaveReason) -> &'static str {
+    match reason {
+        LeaveReason::Leave => "leave",
+        LeaveReason::Disconnect => "disconnect",
+        LeaveReason::Timeout => "timeout",
+    }
+}
+
+fn relay_event(kind: &str) -> &'static str {
+    match kind {
+        "offer" => "relay.offer",
+        "answer" => "relay.answer",
+        _ => "relay.candidate",
+    }
+}
+
+/// What a drop of a frame of `class` is reported as (`drops` detail).
+fn drop_reason(class: FrameClass) -> &'static str {
+    match class {
+        FrameClass::Candidate => "throttled",
+        _ => "rate_limited",
+    }
 }

@@ -22,6 +22,7 @@ fn defaults_are_8_peers_and_64_kib() {
             rate: edgesignal::rate::RateLimits::DEFAULT,
             presence: edgesignal::presence::PresenceLimits::DEFAULT,
             calls: edgesignal::call::CallLimits::DEFAULT,
+            log_level: edgesignal::observe::Level::Info,
         })
     );
     assert_eq!(limits(&[("MAX_PEERS_PER_ROOM", "")]).unwrap().max_peers, 8);

@@ -214,9 +214,20 @@ fn user_hash_is_stable_salted_and_does_not_reveal_the_sub() {
     );
 }
 
-/// The wire text of the one frame `a`'s `text` makes the room send to `b`.
+/// The wire text of the one frame `a`'s `text` makes the room send to `b` (log lines and data
+/// points aside).
 fn relayed_text(h: &mut Harness, a: &PeerId, b: &PeerId, text: &str) -> String {
-    let effects = h.room.on_text(a, text, h.now, &mut h.ids);
+    let effects: Vec<_> = h
+        .room
+        .on_text(a, text, h.now, &mut h.ids)
+        .into_iter()
+        .filter(|e| {
+            !matches!(
+                e,
+                edgesignal::room::Effect::Log(_) | edgesignal::room::Effect::Metric(_)
+            )
+        })
+        .collect();
     match effects.as_slice() {
         [edgesignal::room::Effect::Deliver { to, text }] if to == b => text.clone(),
         other => panic!("expected one send to B, got {other:?}"),

@@ -140,7 +140,7 @@ test("two pages call each other through the Worker and talk over TURN relay only
   const [a, b] = [await openPage(), await openPage()];
   // B joins first (it will be called); A joins and calls it.
   const bRun = b.evaluate((o) => window.peer(o), { url: wsUrl(room, "browser-b"), role: "callee", text: "hello from B" });
-  const bJoined = await worker.waitForLog((l) => l.event === "peer_joined" && l.room === room, 10_000);
+  const bJoined = await worker.waitForLog((l) => l.event === "room.join" && l.room === room, 10_000);
   void bJoined;
   const aRun = a.evaluate((o) => window.peer(o), { url: wsUrl(room, "browser-a"), role: "caller", text: "hello from A" });
   const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("the call did not connect in time")), RUN_TIMEOUT_MS));

@@ -52,7 +52,7 @@ describe("token attack corpus", () => {
 
   test("no case reached a Durable Object", async () => {
     await worker.logs.expectNoLog((line) => line.event === "room_wake");
-    await worker.logs.expectNoLog((line) => line.event === "peer_joined");
+    await worker.logs.expectNoLog((line) => line.event === "room.join");
   });
 
   test("the controls (one valid token per algorithm) join in every placement", async () => {

@@ -18,6 +18,7 @@ use crate::protocol::Refusal;
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
+    super::set_log_level(&env);
     // The raw `web_sys::Request`, not workers-rs' `Request`: converting reads `request.cf`,
     // which the runtime builds into a fresh JS object on every access (about 0.1 ms a connect,
     // measured), for nothing the edge uses. And the raw URL string, not `url()`: parsing it with
@@ -26,12 +27,15 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
     let raw_url = req.url();
     let path = url_path(&raw_url);
     let headers = req.headers();
-    let (authorization, protocols, upgrade, origin) = (
+    let (authorization, protocols, upgrade, origin, traceparent) = (
         headers.get("authorization")?,
         headers.get("sec-websocket-protocol")?,
         headers.get("upgrade")?,
         headers.get("origin")?,
+        headers.get("traceparent")?,
     );
+    // One trace id per connection: the client's W3C traceparent, else a new one.
+    let trace = crate::edge::trace_id(traceparent.as_deref()).unwrap_or_else(new_trace_id);
     let method = req.method();
     let edge_req = EdgeRequest {
         method: &method,
@@ -41,7 +45,15 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
         protocols: protocols.as_deref(),
         upgrade: upgrade.as_deref(),
         origin: origin.as_deref(),
+        trace: Some(&trace),
     };
+    if upgrade.is_some() {
+        log(
+            "info",
+            "ws.connect",
+            json!({ "path": path, "trace": trace }),
+        );
+    }
     // Secrets and vars are read per request: parsing them is a few string copies, and a
     // redeployed secret takes effect without relying on isolate lifetime.
     let config = config(&env);
@@ -76,8 +88,8 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
         } => {
             log(
                 "info",
-                "upgrade_refused",
-                json!({ "code": code, "path": path }),
+                "ws.auth_failure",
+                json!({ "code": code, "path": path, "trace": trace }),
             );
             // Accepted here, in the Worker: a refused client never reaches a Durable Object.
             let pair = WebSocketPair::new()?;
@@ -88,7 +100,12 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
             with_protocol(Response::from_websocket(pair.client)?, protocol)
         }
         EdgeDecision::Forward(identity) => {
-            forward(&env, url_without_query(&raw_url), identity).await
+            log(
+                "info",
+                "ws.auth_success",
+                json!({ "room": identity.room, "user": identity.user, "trace": trace }),
+            );
+            forward(&env, url_without_query(&raw_url), *identity).await
         }
     }
 }
@@ -131,4 +148,12 @@ pub(super) fn with_protocol(mut response: Response, protocol: Option<&str>) -> R
             .set("sec-websocket-protocol", protocol)?;
     }
     Ok(response)
+}
+
+/// A new W3C trace id: 16 random bytes as 32 lower-case hex digits.
+fn new_trace_id() -> String {
+    let mut bytes = [0u8; 16];
+    // crypto.getRandomValues; a failure leaves zeros, and the id only groups log lines.
+    let _ = getrandom::getrandom(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -171,6 +171,7 @@ impl Inner {
     /// room from its sockets and storage (after an eviction, or empty for a new room).
     fn new(raw_state: worker::worker_sys::DurableObjectState, env: Env) -> Self {
         console_error_panic_hook::set_once();
+        super::set_log_level(&env);
         let state = State::from(worker::wasm_bindgen::JsCast::unchecked_into::<
             worker::worker_sys::DurableObjectState,
         >(JsValue::from(raw_state.clone())));
@@ -235,6 +236,7 @@ impl Inner {
                 user: identity.user,
                 expires_ms: identity.expires_ms,
                 resume: identity.resume,
+                trace: identity.trace,
             };
             room.admit(arrival, now, &mut self.ids(now))
         };
@@ -244,7 +246,7 @@ impl Inner {
                 effects,
                 resumed,
             } => {
-                let (peer, user) = (member.peer_id.clone(), member.user.clone());
+                let peer = member.peer_id.clone();
                 if resumed {
                     // The new socket takes the peer's place; the old one, if still open, is
                     // told why. Its close event then finds an older connection number.
@@ -274,20 +276,13 @@ impl Inner {
                     .insert(peer.clone(), pair.server.clone());
                 let rows_written = self.apply(effects, None);
                 self.plan_alarm();
-                log(
-                    "info",
-                    if resumed {
-                        "peer_resumed"
-                    } else {
-                        "peer_joined"
-                    },
-                    json!({
-                        "room": room_id.as_str(),
-                        "peer": peer.as_str(),
-                        "user": user,
-                        "rowsWritten": rows_written,
-                    }),
-                );
+                if rows_written > 0 {
+                    log(
+                        "debug",
+                        "storage_write",
+                        json!({ "room": room_id.as_str(), "rowsWritten": rows_written }),
+                    );
+                }
             }
             Admission::Refused {
                 frame,
@@ -543,21 +538,8 @@ impl Inner {
             },
         };
         let effects = match self.room.borrow_mut().as_mut() {
-            Some(room) => {
-                let was_connected = room
-                    .member(&peer)
-                    .is_some_and(|m| m.away.is_none() && conn.is_none_or(|c| c == m.conn));
-                let effects = room.on_close(&peer, conn, code, now_ms());
-                if was_connected {
-                    let away = room.member(&peer).is_some();
-                    log(
-                        "info",
-                        if away { "peer_away" } else { "peer_left" },
-                        json!({ "room": room.id().as_str(), "peer": peer.as_str(), "code": code }),
-                    );
-                }
-                effects
-            }
+            // The core logs the departure (`room.away` or `room.leave`).
+            Some(room) => room.on_close(&peer, conn, code, now_ms()),
             None => Vec::new(),
         };
         self.apply(effects, Some((&peer, ws)));
@@ -669,6 +651,8 @@ impl Inner {
                     token,
                     correlation_id,
                 }),
+                Effect::Log(line) => super::write_line(&line),
+                Effect::Metric(point) => super::write_point(&self.env, &point),
                 Effect::Persist { member } => {
                     let room = self
                         .room

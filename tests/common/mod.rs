@@ -101,6 +101,7 @@ pub const LIMITS: RoomLimits = RoomLimits {
     rate: RateLimits::DEFAULT,
     presence: PresenceLimits::DEFAULT,
     calls: edgesignal::call::CallLimits::DEFAULT,
+    log_level: edgesignal::observe::Level::Debug,
 };
 
 /// Protocol v1's presence: no grace (an abrupt disconnect is `peer_left` at once).
@@ -136,6 +137,9 @@ pub struct Harness {
     pub attachments: BTreeMap<PeerId, Member>,
     /// The room's storage.
     pub durable: Durable,
+    /// Log lines and data points the room emitted, in order.
+    pub logs: Vec<edgesignal::observe::LogLine>,
+    pub metrics: Vec<edgesignal::observe::DataPoint>,
 }
 
 impl Harness {
@@ -158,6 +162,8 @@ impl Harness {
             alarms: 0,
             attachments: BTreeMap::new(),
             durable: Durable::default(),
+            logs: Vec::new(),
+            metrics: Vec::new(),
         }
     }
 
@@ -337,6 +343,8 @@ impl Harness {
                     self.durable.apply(&write);
                     self.stored.push(write)
                 }
+                Effect::Log(line) => self.logs.push(line),
+                Effect::Metric(point) => self.metrics.push(point),
                 Effect::CheckRefresh {
                     peer,
                     token,
