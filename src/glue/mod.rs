@@ -58,7 +58,9 @@ fn write_line(line: &crate::observe::LogLine) {
 fn write_point(env: &worker::Env, point: &crate::observe::DataPoint) {
     use worker::js_sys::{Function, Reflect, JSON};
     use worker::wasm_bindgen::{JsCast, JsValue};
-    write_line(&point.to_line());
+    if LOG_LEVEL.with(std::cell::Cell::get) <= crate::observe::Level::Debug {
+        write_line(&point.to_line());
+    }
     let Ok(dataset) = Reflect::get(env.as_ref(), &JsValue::from_str("METRICS")) else {
         return;
     };
