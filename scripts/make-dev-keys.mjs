@@ -23,18 +23,21 @@ const KEYS = [
   ["dev-rs1024", "RS256", () => generateKeyPairSync("rsa", { modulusLength: 1024 })],
 ];
 
+const existing = [...KEYS.map(([kid]) => `${kid}.private.jwk.json`), "dev-jwks.json"].filter((f) => existsSync(join(DIR, f)));
+if (existing.length && !force) {
+  console.error(`${DIR} already has ${existing.join(", ")}; the token corpus is signed with them.`);
+  console.error("Pass --force to replace every key, then run node scripts/make-token-corpus.mjs (and --check).");
+  process.exit(1);
+}
+
 mkdirSync(DIR, { recursive: true });
 const publicDev = [];
 for (const [kid, alg, generate] of KEYS) {
   const file = join(DIR, `${kid}.private.jwk.json`);
-  if (existsSync(file) && !force) {
-    console.error(`${file} exists; pass --force to replace every key (then remake the corpus)`);
-    process.exit(1);
-  }
   const { privateKey } = generate();
   const jwk = { ...privateKey.export({ format: "jwk" }), kid, alg, use: "sig" };
   writeFileSync(file, `${JSON.stringify(jwk, null, 2)}\n`);
   if (kid.startsWith("dev-") && kid !== "dev-rs1024") publicDev.push(publicJwk(jwk));
 }
 writeFileSync(join(DIR, "dev-jwks.json"), `${JSON.stringify({ keys: publicDev }, null, 2)}\n`);
-console.log(`wrote ${KEYS.length} private keys and dev-jwks.json to ${DIR}`);
+console.log(`wrote ${KEYS.length} private keys and dev-jwks.json to ${DIR}; now run node scripts/make-token-corpus.mjs`);

@@ -3,7 +3,9 @@
 // Dependency-free on purpose: it uses only `node:crypto`, so the CLI can import it without an
 // `npm install`. It mints *valid* HMAC tokens (HS256, HS384, HS512) and the deliberately *broken*
 // ones that the Worker must refuse: `alg: "none"` tokens and tokens whose signature was tampered
-// with. It never verifies anything; verification is the Worker's job.
+// with. `mintAsymmetric` signs ES256 / EdDSA / RS256 with a private JWK, e.g. a test-only key of
+// tests/fixtures/keys (`loadDevKey("dev-es256")`), whose public halves `publicJwks` turns into a
+// `JWT_PUBLIC_KEYS` value. It never verifies anything; verification is the Worker's job.
 //
 // Usage:
 //
@@ -12,6 +14,8 @@
 //   const hs384 = mint({ secret: "s3cret", alg: "HS384", claims: { sub: "a", exp: nowSeconds() + 60 } });
 //   const none = unsigned({ claims: { sub: "a", exp: nowSeconds() + 60 } }); // "xxx.yyy."
 //   const bad = tamperSignature(token); // same header and claims, signature no longer matches
+//   const es = mintAsymmetric({ privateJwk: loadDevKey("dev-es256"), claims }); // kid "dev-es256"
+//   const JWT_PUBLIC_KEYS = publicJwks(loadDevKey("dev-es256"), loadDevKey("dev-rs256"));
 
 import { createHmac, createPrivateKey, sign as cryptoSign } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -128,7 +132,7 @@ export function claimsFor({ sub = "test-user", rooms, ttlSeconds = 600, now = no
   return claims;
 }
 
-/** JWS `alg` of an asymmetric key → how node:crypto signs for it. */
+/** The JWS `alg`s signed with a private JWK (`mintAsymmetric`); HMAC ones use `mint`. */
 export const ASYMMETRIC_ALGORITHMS = Object.freeze(["ES256", "EdDSA", "RS256"]);
 
 /**
@@ -139,12 +143,26 @@ export const ASYMMETRIC_ALGORITHMS = Object.freeze(["ES256", "EdDSA", "RS256"]);
  * @param {"ES256"|"EdDSA"|"RS256"} alg
  */
 export function asymmetricSignature(signingInput, privateJwk, alg) {
+  if (!ASYMMETRIC_ALGORITHMS.includes(alg)) throw new Error(`unsupported asymmetric alg ${JSON.stringify(alg)} (use ES256, EdDSA or RS256)`);
+  // node:crypto would happily "sign" RS256 with an EC key (a DER ECDSA signature): refuse instead.
+  if (algForJwk(privateJwk) !== alg) {
+    const type = [privateJwk.kty, privateJwk.crv].filter(Boolean).join(" ");
+    throw new Error(`this ${type || "untyped"} key cannot sign ${alg} (ES256: EC P-256, EdDSA: OKP Ed25519, RS256: RSA)`);
+  }
+  if (privateJwk.d === undefined) throw new Error(`the JWK ${JSON.stringify(privateJwk.kid ?? "")} has no private part (d)`);
   const key = createPrivateKey({ key: privateJwk, format: "jwk" });
   const data = Buffer.from(signingInput);
   if (alg === "ES256") return cryptoSign("sha256", data, { key, dsaEncoding: "ieee-p1363" }).toString("base64url");
   if (alg === "EdDSA") return cryptoSign(null, data, key).toString("base64url");
-  if (alg === "RS256") return cryptoSign("sha256", data, key).toString("base64url");
-  throw new Error(`unsupported asymmetric alg ${JSON.stringify(alg)} (use ES256, EdDSA or RS256)`);
+  return cryptoSign("sha256", data, key).toString("base64url"); // RS256: RSASSA-PKCS1-v1_5
+}
+
+/** The asymmetric JWS `alg` a JWK signs by its type: EC P-256 → ES256, OKP Ed25519 → EdDSA, RSA → RS256. */
+export function algForJwk(jwk) {
+  if (jwk.kty === "EC" && jwk.crv === "P-256") return "ES256";
+  if (jwk.kty === "OKP" && jwk.crv === "Ed25519") return "EdDSA";
+  if (jwk.kty === "RSA") return "RS256";
+  throw new Error(`no supported alg for this ${[jwk.kty, jwk.crv].filter(Boolean).join(" ") || "untyped"} key (not a JWK?)`);
 }
 
 /**
@@ -153,10 +171,10 @@ export function asymmetricSignature(signingInput, privateJwk, alg) {
  * @param {object} options
  * @param {object} options.privateJwk
  * @param {object} options.claims
- * @param {"ES256"|"EdDSA"|"RS256"} [options.alg]  defaults to the JWK's `alg`
+ * @param {"ES256"|"EdDSA"|"RS256"} [options.alg]  defaults to the JWK's `alg` (else by its kty/crv)
  * @param {object} [options.header]
  */
-export function mintAsymmetric({ privateJwk, claims, alg = privateJwk.alg, header = {} }) {
+export function mintAsymmetric({ privateJwk, claims, alg = privateJwk.alg ?? algForJwk(privateJwk), header = {} }) {
   const fullHeader = { alg, typ: "JWT", ...(privateJwk.kid ? { kid: privateJwk.kid } : {}), ...header };
   const signingInput = `${base64url(fullHeader)}.${base64url(claims)}`;
   return `${signingInput}.${asymmetricSignature(signingInput, privateJwk, alg)}`;
