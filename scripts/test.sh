@@ -34,6 +34,9 @@ printf 'wasm size: %s bytes, %s bytes gzip\n' "$(wc -c < build/index_bg.wasm)" "
 stage "Miniflare integration tests (workerd)"
 (cd miniflare && npm test)
 
+stage "SDK (@edgesignal/client) against the Worker in workerd"
+node --test --test-concurrency=1 sdk/test/
+
 stage "browser: two Chromium pages call through the Worker over a real coturn (own network namespace)"
 bash browser/netns.sh node --test --test-concurrency=1 browser/test/
 
