@@ -143,7 +143,7 @@ test("two pages call each other through the Worker and talk over TURN relay only
   const bJoined = await worker.waitForLog((l) => l.event === "room.join" && l.room === room, 10_000);
   void bJoined;
   const aRun = a.evaluate((o) => window.peer(o), { url: wsUrl(room, "browser-a"), role: "caller", text: "hello from A" });
-  const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("the call did not connect in time")), RUN_TIMEOUT_MS));
+  const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("the call did not connect in time")), RUN_TIMEOUT_MS).unref());
   const [ra, rb] = await Promise.race([Promise.all([aRun, bRun]), timeout]);
   assert.equal(ra.message, "hello from B");
   assert.equal(rb.message, "hello from A");

@@ -103,3 +103,14 @@ export declare class SignalingClient extends EventTarget {
    * frame as `detail`; plus `open`, `resumed`, `reconnecting`, `closed`, `error`. */
   addEventListener(type: string, listener: (event: CustomEvent<any>) => void, options?: boolean | AddEventListenerOptions): void;
 }
+
+/** One RTCPeerConnection per remote peer, with perfect negotiation by the server's roles. */
+export declare class PeerManager extends EventTarget {
+  constructor(client: SignalingClient, options?: { RTCPeerConnection?: unknown; config?: Record<string, unknown> });
+  /** The connection to `peerId`, made on first use. */
+  connection(peerId: string, options?: { callId?: string }): RTCPeerConnection;
+  close(peerId: string): void;
+  /** Events: `track` {peerId, track, streams}, `datachannel` {peerId, channel},
+   * `connectionstatechange` {peerId, state}, `error` {peerId, error}. */
+  addEventListener(type: string, listener: (event: CustomEvent<any>) => void, options?: boolean | AddEventListenerOptions): void;
+}

@@ -325,3 +325,5 @@ export class SignalingClient extends EventTarget {
 function withCall(frame, callId) {
   return callId ? { ...frame, callId } : frame;
 }
+
+export { PeerManager } from "./peers.js";
