@@ -211,17 +211,10 @@ impl Outbox {
 
     /// A cumulative ack: drops the frames up to `seq`. Answers the storage write it needs
     /// (only when a dropped frame had been stored).
-    pub fn ack(&mut self, seq: u64, cursor: &mut Cursor) -> Option<OutboxWrite> {
-        self.ack_timed(seq, cursor).0
-    }
-
-    /// [`Outbox::ack`], also answering when the newest frame it covers was sent (ms), if one
-    /// was kept in memory since it was sent (not read back from storage).
-    pub fn ack_timed(
-        &mut self,
-        seq: u64,
-        cursor: &mut Cursor,
-    ) -> (Option<OutboxWrite>, Option<u64>) {
+    ///
+    /// Also answers when the newest frame it covers was sent (ms), if one was kept in memory
+    /// since it was sent (not read back from storage): the `relay_latency_ms` of this `ack`.
+    pub fn ack(&mut self, seq: u64, cursor: &mut Cursor) -> (Option<OutboxWrite>, Option<u64>) {
         cursor.ack(seq);
         let mut stored = false;
         let mut newest = None;

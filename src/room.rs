@@ -1187,7 +1187,7 @@ impl Room {
             ));
         }
         let mut effects = Vec::new();
-        let (write, newest) = self.live[index].outbox.ack_timed(seq, &mut member.cursor);
+        let (write, newest) = self.live[index].outbox.ack(seq, &mut member.cursor);
         if let Some(OutboxWrite::DropThrough(through)) = write {
             effects.push(Effect::Store(Write::DropKept {
                 peer: member.peer_id.as_str().to_owned(),
@@ -1301,16 +1301,19 @@ impl Room {
         );
         let mut effects = Vec::with_capacity(2);
         self.deliver(&mut effects, to, frame, now_ms);
-        let to_peer = self.members[to].peer_id.clone();
         let kind = signal.payload.kind();
         if self.limits.log_level <= Level::Debug {
             effects.push(Effect::Log(
                 self.line(Level::Debug, relay_event(kind), index)
-                    .with("to", to_peer.as_str())
+                    .with("to", self.members[to].peer_id.as_str())
                     .with("correlationId", correlation_id),
             ));
         }
-        self.negotiation(&mut effects, index, &to_peer, kind, now_ms);
+        // Only offers and answers are timed: a candidate costs no work here.
+        if kind != "candidate" {
+            let to_peer = self.members[to].peer_id.clone();
+            self.negotiation(&mut effects, index, &to_peer, kind, now_ms);
+        }
         Ok(effects)
     }
 
