@@ -10,15 +10,13 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { dirname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium, requireNetns } from "../lib/chromium.mjs";
 import { startWorker, uniqueRoom } from "../../miniflare/lib/harness.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, "..", "..");
 
-if (!process.env.EDGESIGNAL_IN_NETNS) {
-  throw new Error("run inside the test's own network namespace: bash browser/netns.sh node --test browser/test/");
-}
+requireNetns();
 
 let worker;
 let server;
@@ -38,21 +36,7 @@ before(async () => {
     res.end(readFileSync(join(ROOT, path)));
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--use-fake-device-for-media-stream",
-      "--use-fake-ui-for-media-stream",
-      "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

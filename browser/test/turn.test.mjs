@@ -17,7 +17,7 @@ import { createServer } from "node:http";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium, requireNetns } from "../lib/chromium.mjs";
 import { startWorker, uniqueRoom } from "../../miniflare/lib/harness.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -26,9 +26,7 @@ const TURN_PORT = 3478;
 const TURN_SECRET = randomBytes(16).toString("hex");
 const RUN_TIMEOUT_MS = 30_000;
 
-if (!process.env.EDGESIGNAL_IN_NETNS) {
-  throw new Error("run inside the test's own network namespace: bash browser/netns.sh node --test browser/test/");
-}
+requireNetns();
 
 let turn;
 let worker;
@@ -96,22 +94,7 @@ before(async () => {
   // 127.0.0.1: a secure context, so getUserMedia works over plain http.
   await new Promise((resolve) => pages.listen(0, "127.0.0.1", resolve));
   // playwright-core gives the browser a fresh temporary profile of its own.
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--use-fake-device-for-media-stream",
-      "--use-fake-ui-for-media-stream",
-      // Host candidates on the namespace's own addresses, not mDNS names.
-      "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -18,7 +18,6 @@ use crate::protocol::Refusal;
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Response> {
     console_error_panic_hook::set_once();
-    super::set_log_level(&env);
     // The raw `web_sys::Request`, not workers-rs' `Request`: converting reads `request.cf`,
     // which the runtime builds into a fresh JS object on every access (about 0.1 ms a connect,
     // measured), for nothing the edge uses. And the raw URL string, not `url()`: parsing it with
@@ -57,6 +56,9 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
     // Secrets and vars are read per request: parsing them is a few string copies, and a
     // redeployed secret takes effect without relying on isolate lifetime.
     let config = config(&env);
+    if let Ok(config) = &config {
+        super::set_log_level(config.log_level);
+    }
     let decision = match decide(&edge_req, config.as_ref()) {
         EdgeStep::Decided(decision) => decision,
         EdgeStep::Authorize(authorize) => {

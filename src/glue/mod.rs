@@ -27,14 +27,8 @@ thread_local! {
         const { std::cell::Cell::new(crate::observe::Level::Info) };
 }
 
-/// Reads `LOG_LEVEL` from the env (a bad value is refused by the config checks; here it is
-/// `info`).
-fn set_log_level(env: &worker::Env) {
-    let level = env
-        .var("LOG_LEVEL")
-        .ok()
-        .and_then(|v| crate::observe::Level::parse(&v.to_string()))
-        .unwrap_or_default();
+/// Sets this isolate's `LOG_LEVEL`, as the configuration parsed it.
+fn set_log_level(level: crate::observe::Level) {
     LOG_LEVEL.with(|l| l.set(level));
 }
 

@@ -171,11 +171,13 @@ impl Inner {
     /// room from its sockets and storage (after an eviction, or empty for a new room).
     fn new(raw_state: worker::worker_sys::DurableObjectState, env: Env) -> Self {
         console_error_panic_hook::set_once();
-        super::set_log_level(&env);
         let state = State::from(worker::wasm_bindgen::JsCast::unchecked_into::<
             worker::worker_sys::DurableObjectState,
         >(JsValue::from(raw_state.clone())));
         let limits = room_limits(|name| env.var(name).ok().map(|v| v.to_string()));
+        if let Ok(limits) = &limits {
+            super::set_log_level(limits.log_level);
+        }
         let ice = ice_config(|name| env.var(name).ok().map(|v| v.to_string()));
         let edge = super::entry::config(&env);
         if let Ok(pair) =
