@@ -42,6 +42,8 @@ npm_ci "$EDGESIGNAL_ROOT"
 npm_ci "$EDGESIGNAL_ROOT/miniflare"
 # playwright-core only: it drives Debian's Chromium and never downloads a browser.
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm_ci "$EDGESIGNAL_ROOT/browser"
+# The Robot Agent: @roamhq/wrtc ships libwebrtc prebuilt in its per-platform package.
+npm_ci "$EDGESIGNAL_ROOT/agent"
 
 # The browser test's real parts, from Debian's packages: Chromium and coturn (about a minute).
 missing=()

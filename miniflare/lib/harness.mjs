@@ -54,6 +54,22 @@ function wranglerCompat() {
   return compat;
 }
 
+/** wrangler.toml's `[assets]` as Miniflare options: the directory and the Worker-first routes. */
+function wranglerAssets(buildDir) {
+  const text = readFileSync(join(REPO_ROOT, "wrangler.toml"), "utf8");
+  const section = text.match(/^\[assets\]\n([\s\S]*?)(?=^\[)/m)?.[1] ?? "";
+  const first = section.match(/^run_worker_first\s*=\s*\[([^\]]*)\]/m);
+  const directory = join(buildDir, "assets");
+  if (!existsSync(join(directory, "index.html"))) throw new Error(`${directory} has no console: build with \`bash scripts/build.sh\``);
+  return {
+    directory,
+    routerConfig: {
+      has_user_worker: true,
+      static_routing: { user_worker: first ? [...first[1].matchAll(/"([^"]+)"/g)].map((m) => m[1]) : [] },
+    },
+  };
+}
+
 function withTimeout(promise, ms, what) {
   let timer;
   const timeout = new Promise((_, reject) => {
@@ -540,8 +556,10 @@ export class Worker {
  *   (`JWT_SECRET`, `LOG_SALT`); `undefined` removes one. `MAX_PEERS_PER_ROOM` and
  *   `MAX_FRAME_BYTES` are unset by default so the Worker's own defaults (8, 65536) are tested.
  * @param {object} [options.miniflare]  more Miniflare options (e.g. `serviceBindings`)
+ * @param {boolean} [options.assets]  also serve the web console (build/assets) as wrangler.toml's
+ *   `[assets]` does: the Worker first for its `run_worker_first` routes, the assets otherwise
  */
-export async function startWorker({ bindings = {}, buildDir = BUILD_DIR, miniflare = {} } = {}) {
+export async function startWorker({ bindings = {}, buildDir = BUILD_DIR, miniflare = {}, assets = false } = {}) {
   const BUILD_DIR = buildDir;
   const scriptPath = join(BUILD_DIR, "index.js");
   if (!existsSync(scriptPath)) {
@@ -564,6 +582,7 @@ export async function startWorker({ bindings = {}, buildDir = BUILD_DIR, minifla
     host: "127.0.0.1",
     port: 0,
     handleRuntimeStdio: (stdout, stderr) => logs.attach(stdout, stderr),
+    ...(assets ? { assets: wranglerAssets(BUILD_DIR) } : {}),
     ...miniflare,
   });
   const url = await mf.ready;

@@ -91,6 +91,8 @@ export declare class SignalingClient extends EventTarget {
   leave(): void;
   close(): void;
   send(frame: Record<string, unknown>): void;
+  /** Replaces your metadata (others get `peer_updated`; you get `joined` again, not a new session). */
+  setMetadata(metadata: Record<string, unknown>): void;
   offer(to: string, sdp: string, callId?: string): void;
   answer(to: string, sdp: string, callId?: string): void;
   candidate(to: string, candidate: RTCIceCandidateInitLike | null, callId?: string): void;
@@ -100,17 +102,28 @@ export declare class SignalingClient extends EventTarget {
   rejectCall(callId: string, reason?: "declined" | "busy"): void;
   hangup(callId: string): void;
   /** Every server frame type is an event (`relay`, `peer_joined`, `call_incoming`, …) with the
-   * frame as `detail`; plus `open`, `resumed`, `reconnecting`, `closed`, `error`. */
+   * frame as `detail`, after a `frame` event for every frame (whatever its type); plus `open`, `resumed`, `reconnecting`, `closed`, `error`. */
   addEventListener(type: string, listener: (event: CustomEvent<any>) => void, options?: boolean | AddEventListenerOptions): void;
 }
 
 /** One RTCPeerConnection per remote peer, with perfect negotiation by the server's roles. */
 export declare class PeerManager extends EventTarget {
-  constructor(client: SignalingClient, options?: { RTCPeerConnection?: unknown; config?: Record<string, unknown> });
+  constructor(
+    client: SignalingClient,
+    options?: {
+      RTCPeerConnection?: unknown;
+      config?: Record<string, unknown>;
+      /** false: never offer, only answer (an always-called peer such as an agent). Default true. */
+      initiate?: boolean;
+      /** Called for each new connection before anything is negotiated: add tracks and channels here. */
+      prepare?: (peerId: string, pc: RTCPeerConnection) => void;
+    },
+  );
   /** The connection to `peerId`, made on first use. */
   connection(peerId: string, options?: { callId?: string }): RTCPeerConnection;
   close(peerId: string): void;
   /** Events: `track` {peerId, track, streams}, `datachannel` {peerId, channel},
-   * `connectionstatechange` {peerId, state}, `error` {peerId, error}. */
+   * `connectionstatechange` {peerId, state}, `error` {peerId, error}, `signal`
+   * {peerId, direction: "out" | "in", type: "offer" | "answer" | "candidate"}. */
   addEventListener(type: string, listener: (event: CustomEvent<any>) => void, options?: boolean | AddEventListenerOptions): void;
 }

@@ -14,8 +14,8 @@
 //   4409 replaced) and reports them.
 //
 // Every server frame is dispatched as an event of its `type` (`joined`, `peer_joined`, `relay`,
-// `call_incoming`, …) whose `detail` is the frame; plus `open`, `resumed`, `reconnecting`,
-// `closed` and `error`. Works in browsers and Node 20+ (pass `WebSocket` from `ws` in Node).
+// `call_incoming`, …) whose `detail` is the frame, after a `frame` event for any type (logging);
+// plus `open`, `resumed`, `reconnecting`, `closed` and `error`. Works in browsers and Node 20+ (pass `WebSocket` from `ws` in Node).
 
 const FATAL_CLOSES = new Map([
   [4401, "unauthorized"],
@@ -102,6 +102,11 @@ export class SignalingClient extends EventTarget {
   close() {
     this.#stop("closed");
     this.ws?.close(1000);
+  }
+
+  /** Replaces your metadata (e.g. `{name}`): others get `peer_updated`, you get `joined` again. */
+  setMetadata(metadata) {
+    this.send({ type: "join", roomId: this.options.room, metadata });
   }
 
   /** Sends a frame now, or once reconnected. */
@@ -199,8 +204,14 @@ export class SignalingClient extends EventTarget {
       this.seq = frame.seq;
       this.#scheduleAck();
     }
+    this.#emit("frame", frame);
     switch (frame.type) {
       case "joined": {
+        if (this.state === "open" && frame.peerId === this.peerId) {
+          // The answer to our own `join` (new metadata) on this socket: the session goes on.
+          this.peers = new Map((frame.peers ?? []).map((p) => [p.peerId, p]));
+          break;
+        }
         const resumed = frame.resumed && this.peerId === frame.peerId;
         this.peerId = frame.peerId;
         this.resumeToken = frame.resumeToken;

@@ -131,3 +131,31 @@ test("a refused token is reported, not retried", async () => {
   assert.equal(a.state, "closed");
   assert.deepEqual(reconnecting, []);
 });
+
+test("setMetadata: the answering `joined` is not a new session (no second `open`, seq goes on)", async () => {
+  const room = uniqueRoom("sdk-metadata");
+  const a = client(room, "meta-a");
+  const b = client(room, "meta-b");
+  const { peerId: A } = await a.connect();
+  const { peerId: B } = await b.connect();
+  const opens = [];
+  a.addEventListener("open", (e) => opens.push(e.detail));
+  const updated = next(b, "peer_updated");
+  const answered = next(a, "joined");
+  a.setMetadata({ name: "Alice" });
+  assert.equal((await answered).peerId, A);
+  assert.deepEqual((await updated).metadata, { name: "Alice" });
+  assert.equal(b.peers.get(A).metadata.name, "Alice");
+  assert.equal(a.state, "open");
+  const seqBefore = a.seq;
+  assert.ok(seqBefore > 0);
+  // Frames after it are still delivered once, with seq counting on.
+  const relayed = next(a, "relay");
+  b.offer(A, "v=0 after-metadata");
+  assert.equal((await relayed).inner.sdp, "v=0 after-metadata");
+  assert.ok(a.seq > seqBefore);
+  assert.deepEqual(opens, [], "no second `open`");
+  assert.equal(a.peers.get(B).peerId, B);
+  a.leave();
+  b.leave();
+});
