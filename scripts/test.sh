@@ -37,7 +37,7 @@ stage "Miniflare integration tests (workerd)"
 stage "SDK (@edgesignal/client) against the Worker in workerd"
 node --test --test-concurrency=1 sdk/test/
 
-stage "browser: two Chromium pages call through the Worker over a real coturn (own network namespace)"
+stage "browser: Chromium pages call through the Worker over a real coturn; the SDK; the web console with another console and the Robot Agent (own network namespace)"
 bash browser/netns.sh node --test --test-concurrency=1 browser/test/
 
 # Benchmarks print numbers and assert nothing about speed; they fail only on lost or misrouted

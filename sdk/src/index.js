@@ -1,12 +1,13 @@
 // @edgesignal/client: the signaling half of an edgesignal client, without dependencies.
 //
 // What it does for you (docs/protocol.md):
-// - connects to `/ws/{room}` with a token (or an async `getToken()`), offering `signal.v1`;
+// - connects to `/ws/{room}` with a token (or an async `getToken()`), offering `signal.v1` and
+//   the token as `bearer.<token>` in the subprotocol list;
 // - keeps the connection alive: a `ping` every `heartbeatMs` (a third of the server's
 //   HEARTBEAT_TIMEOUT_MS by default), and a reconnect when nothing arrived for `deadAfterMs`;
 // - acknowledges frames (`ack`, batched) and drops replayed duplicates by `seq`, so each server
 //   frame reaches your handlers exactly once;
-// - resumes after an abrupt disconnect (`?resume=<resumeToken>` with a fresh token), with
+// - resumes after an abrupt disconnect (`resume.<resumeToken>` with a fresh token), with
 //   jittered exponential backoff, and replays what was missed; frames you send while it is
 //   reconnecting are queued and sent once it is back;
 // - refreshes the token before it expires (on `warning token_expiring`, with `getToken()`);
@@ -176,10 +177,12 @@ export class SignalingClient extends EventTarget {
   async #open() {
     const token = await this.#token();
     if (this.state === "closed" || this.state === "left") return;
-    const params = new URLSearchParams({ token });
-    if (this.resumeToken) params.set("resume", this.resumeToken);
-    const url = `${this.options.url.replace(/\/$/, "")}/ws/${encodeURIComponent(this.options.room)}?${params}`;
-    const ws = new this.WebSocket(url, ["signal.v1"]);
+    // The token and the resume token ride in the subprotocol list, not the URL (URLs end up in
+    // logs and browser history; docs/protocol.md §1).
+    const protocols = ["signal.v1", `bearer.${token}`];
+    if (this.resumeToken) protocols.push(`resume.${this.resumeToken}`);
+    const url = `${this.options.url.replace(/\/$/, "")}/ws/${encodeURIComponent(this.options.room)}`;
+    const ws = new this.WebSocket(url, protocols);
     this.ws = ws;
     ws.onopen = () => this.#alive();
     ws.onmessage = (e) => this.#onMessage(ws, typeof e.data === "string" ? e.data : String(e.data));
