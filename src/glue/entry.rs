@@ -1,11 +1,13 @@
 //! The entry Worker: `GET /healthz` and `GET /ws/{roomId}`. Every decision is
 //! [`crate::edge::decide`]'s; this file reads the request and carries the decision out.
 
+use std::future::Future;
+use std::task::{Context as TaskContext, Poll, Waker};
+
 use serde_json::json;
-use worker::{
-    event, web_sys, Context, Env, Headers, Method, Request, RequestInit, Response, Result,
-    WebSocketPair,
-};
+use worker::wasm_bindgen::prelude::wasm_bindgen;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::{web_sys, Env, Response, Result, WebSocketPair};
 
 use super::{json_response, log};
 use crate::config::{edge_config_with, ConfigError, EdgeConfig};
@@ -13,11 +15,47 @@ use crate::edge::{
     decide, error_body, url_path, url_query, url_without_query, EdgeDecision, EdgeRequest,
     EdgeStep, ForwardedIdentity, IDENTITY_HEADER,
 };
+use crate::error::ErrorCode;
 use crate::protocol::Refusal;
 
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Response> {
+/// The Worker's `fetch`, exported by hand (as the room object is) instead of with
+/// `#[event(fetch)]`, whose handler is always a Rust future behind a JS promise. Most requests
+/// need no waiting at all (an HS256 token, a pinned key set, a `rooms` claim): the handler's
+/// future is polled once, and when it is already done its answer goes back at once, a
+/// `Response` or, for an upgrade, the room's own promise passed through untouched. Only a
+/// request that really waits (WebCrypto, a JWKS or policy fetch) becomes a promise.
+#[wasm_bindgen(js_name = fetch)]
+pub fn js_fetch(req: web_sys::Request, env: Env, _ctx: worker::worker_sys::Context) -> JsValue {
     console_error_panic_hook::set_once();
+    let mut answer = Box::pin(fetch(req, env));
+    match answer
+        .as_mut()
+        .poll(&mut TaskContext::from_waker(Waker::noop()))
+    {
+        Poll::Ready(answer) => answer,
+        // Polled again by the executor, with its own waker, which every future we await
+        // (wasm-bindgen's JsFuture) takes over on that poll.
+        Poll::Pending => worker::wasm_bindgen_futures::future_to_promise(async move {
+            Ok(answer.await)
+        })
+        .into(),
+    }
+}
+
+/// A `Response`, or a promise of one; an error is answered `500 internal`, logged.
+async fn fetch(req: web_sys::Request, env: Env) -> JsValue {
+    match respond(req, env).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            log("error", "edge_error", json!({ "message": e.to_string() }));
+            json_response(500, error_body(ErrorCode::Internal, "internal error"))
+                .map(|r| web_sys::Response::from(r).into())
+                .unwrap_or(JsValue::UNDEFINED)
+        }
+    }
+}
+
+async fn respond(req: web_sys::Request, env: Env) -> Result<JsValue> {
     // The raw `web_sys::Request`, not workers-rs' `Request`: converting reads `request.cf`,
     // which the runtime builds into a fresh JS object on every access (about 0.1 ms a connect,
     // measured), for nothing the edge uses. And the raw URL string, not `url()`: parsing it with
@@ -73,11 +111,11 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
             authorize.finish(config, identity, super::now_ms())
         }
     };
-    match decision {
+    let response = match decision {
         EdgeDecision::Health => json_response(200, json!({ "status": "ok" }).to_string()),
         EdgeDecision::Json { body } => json_response(200, body),
         EdgeDecision::HttpError { code, message } => {
-            if code == crate::error::ErrorCode::Internal {
+            if code == ErrorCode::Internal {
                 log("error", "edge_error", json!({ "message": message }));
             }
             json_response(code.http_status(), error_body(code, &message))
@@ -107,9 +145,10 @@ async fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> Result<Respons
                 "ws.auth_success",
                 json!({ "room": identity.room, "user": identity.user, "trace": trace }),
             );
-            forward(&env, url_without_query(&raw_url), *identity).await
+            return forward(&env, url_without_query(&raw_url), &identity);
         }
-    }
+    };
+    Ok(web_sys::Response::from(response?).into())
 }
 
 /// The entry Worker's settings, from its vars, secrets and bindings.
@@ -122,24 +161,26 @@ pub(super) fn config(env: &Env) -> std::result::Result<EdgeConfig, ConfigError> 
     )
 }
 
-/// Sends the upgrade to the room's Durable Object with the identity in [`IDENTITY_HEADER`]. The
-/// client's headers are not copied: its token (in `Authorization`, `Sec-WebSocket-Protocol` or
-/// the query) and any forged identity header stay here.
-async fn forward(env: &Env, room_url: &str, identity: ForwardedIdentity) -> Result<Response> {
-    let stub = env
-        .durable_object("ROOMS")?
-        .id_from_name(&identity.room)?
-        .get_stub()?;
-    let headers = Headers::new();
+/// Sends the upgrade to the room's Durable Object with the identity in [`IDENTITY_HEADER`], and
+/// answers the object's own promise: the 101 and its socket pass through untouched. The client's
+/// headers are not copied: its token (in `Authorization`, `Sec-WebSocket-Protocol` or the query)
+/// and any forged identity header stay here. Built on the runtime's own types (`getByName`, a
+/// plain `Request`): workers-rs' wrappers would copy the request and the response once more.
+fn forward(env: &Env, room_url: &str, identity: &ForwardedIdentity) -> Result<JsValue> {
+    let rooms: worker::worker_sys::DurableObjectNamespace =
+        worker::js_sys::Reflect::get(env.as_ref(), &JsValue::from_str("ROOMS"))?.unchecked_into();
+    let stub = rooms.get_by_name(&identity.room)?;
+    let headers = web_sys::Headers::new()?;
     headers.set("upgrade", "websocket")?;
     headers.set(
         IDENTITY_HEADER,
-        &serde_json::to_string(&identity).map_err(|e| worker::Error::RustError(e.to_string()))?,
+        &serde_json::to_string(identity).map_err(|e| worker::Error::RustError(e.to_string()))?,
     )?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    stub.fetch_with_request(Request::new_with_init(room_url, &init)?)
-        .await
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    init.set_headers(&headers);
+    let request = web_sys::Request::new_with_str_and_init(room_url, &init)?;
+    Ok(stub.fetch_with_request(&request)?.into())
 }
 
 /// Adds `Sec-WebSocket-Protocol` to a 101 when the client offered ours.
