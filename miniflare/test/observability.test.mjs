@@ -134,3 +134,24 @@ test("at the default level a relayed frame costs no line", async () => {
     await w.dispose();
   }
 });
+
+test("at the default level a connect costs one edge line and one room line", async () => {
+  const w = await startWorker();
+  try {
+    const room = uniqueRoom("quiet-connect");
+    const trace = "0af7651916cd43dd8448eb211c80319c";
+    // The first connect wakes the room (room_wake); the second joins a room that is awake.
+    await w.join(room, { token: w.token({ sub: "quiet-a", rooms: [room] }) });
+    const mark = w.logs.mark();
+    const { joined } = await w.join(room, {
+      token: w.token({ sub: "quiet-b", rooms: [room] }),
+      headers: { traceparent: `00-${trace}-00f067aa0ba902b7-01` },
+    });
+    await w.logs.waitForLog((l) => l.event === "room.join" && l.peer === joined.peerId, 3000, { since: mark });
+    await w.logs.expectNoLog((l) => l.event === "ws.connect", 150, { since: mark });
+    const lines = w.logs.find((l) => l.trace === trace, { since: mark }).map((l) => l.event);
+    assert.deepEqual(lines, ["ws.auth_success", "room.join"]);
+  } finally {
+    await w.dispose();
+  }
+});

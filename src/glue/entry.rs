@@ -35,10 +35,9 @@ pub fn js_fetch(req: web_sys::Request, env: Env, _ctx: worker::worker_sys::Conte
         Poll::Ready(answer) => answer,
         // Polled again by the executor, with its own waker, which every future we await
         // (wasm-bindgen's JsFuture) takes over on that poll.
-        Poll::Pending => worker::wasm_bindgen_futures::future_to_promise(async move {
-            Ok(answer.await)
-        })
-        .into(),
+        Poll::Pending => {
+            worker::wasm_bindgen_futures::future_to_promise(async move { Ok(answer.await) }).into()
+        }
     }
 }
 
@@ -84,26 +83,25 @@ async fn respond(req: web_sys::Request, env: Env) -> Result<JsValue> {
         origin: origin.as_deref(),
         trace: Some(&trace),
     };
+    let parsed = cached_config(&env);
+    let config = parsed.as_ref().as_ref();
+    if let Ok(config) = config {
+        super::set_log_level(config.log_level);
+    }
+    // Debug: every upgrade's outcome is one info line (`ws.auth_success` or `ws.auth_failure`),
+    // and a line costs the runtime about as much as the rest of the edge's work.
     if upgrade.is_some() {
         log(
-            "info",
+            "debug",
             "ws.connect",
             json!({ "path": path, "trace": trace }),
         );
     }
-    // Secrets and vars are read per request: parsing them is a few string copies, and a
-    // redeployed secret takes effect without relying on isolate lifetime.
-    let config = config(&env);
-    if let Ok(config) = &config {
-        super::set_log_level(config.log_level);
-    }
-    let decision = match decide(&edge_req, config.as_ref()) {
+    let decision = match decide(&edge_req, config) {
         EdgeStep::Decided(decision) => decision,
         EdgeStep::Authorize(authorize) => {
             // `decide` answers Authorize only with a configuration.
-            let config = config
-                .as_ref()
-                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let config = config.map_err(|e| worker::Error::RustError(e.to_string()))?;
             let identity = match &authorize.room {
                 Some(room) => super::trust::authorize(&env, config, authorize.token, room).await,
                 None => super::trust::verify(config, authorize.token).await,
@@ -151,8 +149,20 @@ async fn respond(req: web_sys::Request, env: Env) -> Result<JsValue> {
     Ok(web_sys::Response::from(response?).into())
 }
 
+thread_local! {
+    static CONFIG: super::EnvCache<std::result::Result<EdgeConfig, ConfigError>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The entry Worker's settings, parsed once per isolate ([`super::per_env`]).
+pub(super) fn cached_config(
+    env: &Env,
+) -> std::rc::Rc<std::result::Result<EdgeConfig, ConfigError>> {
+    super::per_env(&CONFIG, env, config)
+}
+
 /// The entry Worker's settings, from its vars, secrets and bindings.
-pub(super) fn config(env: &Env) -> std::result::Result<EdgeConfig, ConfigError> {
+fn config(env: &Env) -> std::result::Result<EdgeConfig, ConfigError> {
     let has_policy_binding =
         worker::js_sys::Reflect::has(env.as_ref(), &"POLICY".into()).unwrap_or(false);
     edge_config_with(
@@ -184,7 +194,7 @@ fn forward(env: &Env, room_url: &str, identity: &ForwardedIdentity) -> Result<Js
 }
 
 /// Adds `Sec-WebSocket-Protocol` to a 101 when the client offered ours.
-pub(super) fn with_protocol(mut response: Response, protocol: Option<&str>) -> Result<Response> {
+fn with_protocol(mut response: Response, protocol: Option<&str>) -> Result<Response> {
     if let Some(protocol) = protocol {
         response
             .headers_mut()
@@ -196,7 +206,11 @@ pub(super) fn with_protocol(mut response: Response, protocol: Option<&str>) -> R
 /// A new W3C trace id: 16 random bytes as 32 lower-case hex digits.
 fn new_trace_id() -> String {
     let mut bytes = [0u8; 16];
-    // crypto.getRandomValues; a failure leaves zeros, and the id only groups log lines.
-    let _ = getrandom::getrandom(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    super::random_fill(&mut bytes);
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        id.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+    }
+    id
 }

@@ -16,12 +16,65 @@ fn json_response(status: u16, body: String) -> Result<Response> {
         .with_headers(headers))
 }
 
+/// A cache of something parsed from the env: the env object it came from, and the value.
+type EnvCache<T> = std::cell::RefCell<Option<(worker::wasm_bindgen::JsValue, std::rc::Rc<T>)>>;
+
+/// `parse(env)`, once per isolate: vars, secrets and bindings are fixed for a deployed version
+/// (a changed secret is a new version, in new isolates). Keyed by the env object itself (one
+/// `===`), so an env that is not the one parsed is parsed afresh.
+fn per_env<T: 'static>(
+    cache: &'static std::thread::LocalKey<EnvCache<T>>,
+    env: &worker::Env,
+    parse: impl FnOnce(&worker::Env) -> T,
+) -> std::rc::Rc<T> {
+    let env_value: &worker::wasm_bindgen::JsValue = env.as_ref();
+    cache.with(|cached| {
+        if let Some((seen, value)) = &*cached.borrow() {
+            if seen == env_value {
+                return value.clone();
+            }
+        }
+        let value = std::rc::Rc::new(parse(env));
+        *cached.borrow_mut() = Some((env_value.clone(), value.clone()));
+        value
+    })
+}
+
 /// Unix time in milliseconds, from the runtime's clock (which only advances between I/O events).
 fn now_ms() -> u64 {
     worker::js_sys::Date::now() as u64
 }
 
+/// Bytes from `crypto.getRandomValues`, fetched [`RANDOM_BATCH`] at a time (one call across the
+/// boundary instead of one per id; each byte is handed out once). Peer ids and resume secrets
+/// must be unguessable, so a runtime without randomness aborts the event rather than issuing a
+/// predictable id.
+fn random_fill(out: &mut [u8]) {
+    RANDOM.with(|pool| {
+        let pool = &mut *pool.borrow_mut();
+        for byte in out {
+            if pool.used == RANDOM_BATCH {
+                getrandom::getrandom(&mut pool.bytes).expect("crypto.getRandomValues");
+                pool.used = 0;
+            }
+            *byte = pool.bytes[pool.used];
+            pool.used += 1;
+        }
+    });
+}
+
+const RANDOM_BATCH: usize = 512;
+
+struct RandomPool {
+    bytes: [u8; RANDOM_BATCH],
+    used: usize,
+}
+
 thread_local! {
+    static RANDOM: std::cell::RefCell<RandomPool> = const {
+        std::cell::RefCell::new(RandomPool { bytes: [0; RANDOM_BATCH], used: RANDOM_BATCH })
+    };
+
     /// `LOG_LEVEL` of this isolate, set from the env by each entry point.
     static LOG_LEVEL: std::cell::Cell<crate::observe::Level> =
         const { std::cell::Cell::new(crate::observe::Level::Info) };

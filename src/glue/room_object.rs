@@ -33,9 +33,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::JsValue;
-use worker::{Env, Response, Result, SqlStorageValue, State, WebSocket, WebSocketPair};
+use worker::{Env, Result, SqlStorageValue, State, WebSocket, WebSocketPair};
 
-use super::entry::with_protocol;
 use super::{json_response, log, now_ms};
 use crate::config::{ice_config, room_limits, ConfigError, EdgeConfig};
 use crate::edge::{error_body, refresh_grant, ForwardedIdentity, IDENTITY_HEADER};
@@ -104,8 +103,9 @@ struct Inner {
     limits: std::result::Result<RoomLimits, ConfigError>,
     /// STUN and TURN (`STUN_SERVERS`, `TURN_*`).
     ice: std::result::Result<crate::ice::IceConfig, ConfigError>,
-    /// The edge's token settings, to check `refresh` frames.
-    edge: std::result::Result<EdgeConfig, ConfigError>,
+    /// The edge's settings, for `refresh` tokens: the isolate's, taken on the first refresh
+    /// (most rooms never see one).
+    edge: std::cell::OnceCell<std::rc::Rc<std::result::Result<EdgeConfig, ConfigError>>>,
     /// The one alarm, as far as this wake knows it.
     alarm: std::cell::Cell<Alarm>,
     /// Rebuilt from the sockets in the constructor; `None` until the room id is known.
@@ -166,6 +166,14 @@ impl Sockets {
     }
 }
 
+thread_local! {
+    /// The rooms' limits and ICE settings, parsed once per isolate ([`super::per_env`]).
+    static ROOM_SETTINGS: super::EnvCache<(
+        std::result::Result<RoomLimits, ConfigError>,
+        std::result::Result<crate::ice::IceConfig, ConfigError>,
+    )> = const { std::cell::RefCell::new(None) };
+}
+
 impl Inner {
     /// Constructs the object: reads its limits, sets the ping auto-response, and rebuilds the
     /// room from its sockets and storage (after an eviction, or empty for a new room).
@@ -174,12 +182,14 @@ impl Inner {
         let state = State::from(worker::wasm_bindgen::JsCast::unchecked_into::<
             worker::worker_sys::DurableObjectState,
         >(JsValue::from(raw_state.clone())));
-        let limits = room_limits(|name| env.var(name).ok().map(|v| v.to_string()));
+        let settings = super::per_env(&ROOM_SETTINGS, &env, |env| {
+            let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
+            (room_limits(var), ice_config(var))
+        });
+        let (limits, ice) = (*settings).clone();
         if let Ok(limits) = &limits {
             super::set_log_level(limits.log_level);
         }
-        let ice = ice_config(|name| env.var(name).ok().map(|v| v.to_string()));
-        let edge = super::entry::config(&env);
         if let Ok(pair) =
             worker::worker_sys::WebSocketRequestResponsePair::new(PING_TEXT, PONG_TEXT)
         {
@@ -191,7 +201,7 @@ impl Inner {
             raw_state,
             limits,
             ice,
-            edge,
+            edge: std::cell::OnceCell::new(),
             alarm: std::cell::Cell::new(Alarm::default()),
             room: RefCell::new(None),
             sockets: RefCell::new(Sockets::default()),
@@ -215,7 +225,7 @@ impl Inner {
     }
 
     /// An upgrade forwarded by the entry Worker, with its identity header (if any).
-    fn upgrade(&self, identity: Option<String>) -> Result<Response> {
+    fn upgrade(&self, identity: Option<String>) -> Result<worker::web_sys::Response> {
         let identity = identity.and_then(|h| serde_json::from_str::<ForwardedIdentity>(&h).ok());
         let (Some(identity), Ok(limits)) = (identity, self.limits.as_ref()) else {
             let message = match &self.limits {
@@ -223,10 +233,11 @@ impl Inner {
                 Ok(_) => "the room is reached only through the edge Worker".to_owned(),
             };
             log("error", "room_error", json!({ "message": message }));
-            return json_response(500, error_body(ErrorCode::Internal, &message));
+            return json_response(500, error_body(ErrorCode::Internal, &message)).map(Into::into);
         };
         let Some(room_id) = RoomId::parse(&identity.room) else {
-            return json_response(500, error_body(ErrorCode::Internal, "bad room id"));
+            return json_response(500, error_body(ErrorCode::Internal, "bad room id"))
+                .map(Into::into);
         };
         let pair = WebSocketPair::new()?;
         let admission = {
@@ -302,10 +313,7 @@ impl Inner {
                 pair.server.close(Some(code), Some(reason))?;
             }
         }
-        with_protocol(
-            Response::from_websocket(pair.client)?,
-            identity.protocol.as_deref(),
-        )
+        websocket_response(&pair.client, identity.protocol.as_deref())
     }
 }
 
@@ -424,9 +432,7 @@ impl Inner {
         req: worker::web_sys::Request,
     ) -> std::result::Result<worker::web_sys::Response, JsValue> {
         let identity = req.headers().get(IDENTITY_HEADER)?;
-        self.upgrade(identity)
-            .map(worker::web_sys::Response::from)
-            .map_err(JsValue::from)
+        self.upgrade(identity).map_err(JsValue::from)
     }
 
     fn message_event(&self, ws: worker::web_sys::WebSocket, message: JsValue) {
@@ -464,7 +470,10 @@ impl Inner {
     /// to the core. No borrow is held across the await: other frames may be handled meanwhile.
     async fn check_refresh(&self, check: RefreshCheck) {
         let room_id = self.room.borrow().as_ref().map(|r| r.id().clone());
-        let (Some(room_id), Ok(edge)) = (room_id, self.edge.as_ref()) else {
+        let edge = self
+            .edge
+            .get_or_init(|| super::entry::cached_config(&self.env));
+        let (Some(room_id), Ok(edge)) = (room_id, edge.as_ref().as_ref()) else {
             return;
         };
         let checked = super::trust::authorize(&self.env, edge, &check.token, &room_id)
@@ -815,6 +824,26 @@ impl Inner {
 
 /// Stores `attachment` as one JSON string: a single string crosses into JavaScript, where
 /// `serialize_attachment` of the struct would build a JS object field by field.
+/// The 101 with the client's end of the pair, built on the runtime's own types (workers-rs'
+/// `Response` would be converted into one of these anyway), with our subprotocol when the client
+/// offered it.
+fn websocket_response(
+    client: &WebSocket,
+    protocol: Option<&str>,
+) -> Result<worker::web_sys::Response> {
+    let init = worker::web_sys::ResponseInit::new();
+    init.set_status(101);
+    worker::js_sys::Reflect::set(&init, &JsValue::from_str("webSocket"), client.as_ref())?;
+    if let Some(protocol) = protocol {
+        let headers = worker::web_sys::Headers::new()?;
+        headers.set("sec-websocket-protocol", protocol)?;
+        init.set_headers(&headers);
+    }
+    Ok(worker::web_sys::Response::new_with_opt_str_and_init(
+        None, &init,
+    )?)
+}
+
 fn attach(ws: &WebSocket, attachment: &Attachment) -> Result<()> {
     let json =
         serde_json::to_string(attachment).map_err(|e| worker::Error::RustError(e.to_string()))?;
@@ -860,11 +889,9 @@ impl IdSource for RoomIds<'_> {
     }
 }
 
-/// 80 bits from `crypto.getRandomValues`.
+/// 80 bits from `crypto.getRandomValues` ([`super::random_fill`]).
 fn random_bytes() -> [u8; 10] {
     let mut bytes = [0u8; 10];
-    // getrandom's `js` backend is crypto.getRandomValues. Peer ids must be unguessable, so a
-    // failure aborts the event rather than issuing a predictable id.
-    getrandom::getrandom(&mut bytes).expect("crypto.getRandomValues");
+    super::random_fill(&mut bytes);
     bytes
 }
