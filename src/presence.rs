@@ -186,6 +186,10 @@ impl Outbox {
         capacity: usize,
         cursor: &mut Cursor,
     ) -> Option<OutboxWrite> {
+        // Kept in send order, with times that never go down (a clock that went back is held
+        // level): the oldest frame storage lacks is then the first one not durable, found
+        // without a scan of the whole buffer on every frame.
+        let at_ms = self.kept.back().map_or(at_ms, |last| at_ms.max(last.at_ms));
         self.kept.push_back(Kept {
             seq,
             text,
@@ -195,7 +199,7 @@ impl Outbox {
         if !durable && self.pending_since.is_none() {
             self.pending_since = Some(at_ms);
         }
-        let mut dropped_stored = None;
+        let (mut dropped_stored, mut dropped_pending) = (None, false);
         while self.kept.len() > capacity {
             let Some(old) = self.kept.pop_front() else {
                 break;
@@ -203,9 +207,13 @@ impl Outbox {
             cursor.lose(old.seq);
             if old.durable {
                 dropped_stored = Some(old.seq);
+            } else {
+                dropped_pending = true;
             }
         }
-        self.recompute_pending();
+        if dropped_pending {
+            self.recompute_pending();
+        }
         dropped_stored.map(OutboxWrite::DropThrough)
     }
 
@@ -250,13 +258,9 @@ impl Outbox {
         self.kept.iter().filter(move |k| k.seq > acked)
     }
 
+    /// The send time of the first frame not durable: the earliest, as times never go down.
     fn recompute_pending(&mut self) {
-        self.pending_since = self
-            .kept
-            .iter()
-            .filter(|k| !k.durable)
-            .map(|k| k.at_ms)
-            .min();
+        self.pending_since = self.kept.iter().find(|k| !k.durable).map(|k| k.at_ms);
     }
 }
 

@@ -1594,11 +1594,11 @@ impl Room {
                     }),
                 });
             }
-            for (seq, text) in live.outbox.flush(cutoff) {
-                effects.push(Effect::Store(Write::Keep {
+            let frames = live.outbox.flush(cutoff);
+            if !frames.is_empty() {
+                effects.push(Effect::Store(Write::KeepMany {
                     peer: member.peer_id.as_str().to_owned(),
-                    seq,
-                    text,
+                    frames,
                 }));
             }
         }

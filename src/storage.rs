@@ -112,6 +112,12 @@ pub const DELETE_AWAY: &str = "DELETE FROM away WHERE peer = ?";
 pub const INSERT_KEPT: &str =
     "INSERT INTO kept (peer, seq, text) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
 
+/// Keeps many frames of one peer in one statement (binds: peer, and a JSON array of
+/// `[seq, text]` pairs), as a flush does: one call into the runtime instead of one per frame.
+pub const INSERT_KEPT_MANY: &str = "INSERT INTO kept (peer, seq, text) \
+    SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?) \
+    WHERE true ON CONFLICT DO NOTHING";
+
 /// Drops a peer's kept frames up to a `seq` (binds: peer, seq): acknowledged or overflowed.
 pub const DELETE_KEPT_THROUGH: &str = "DELETE FROM kept WHERE peer = ? AND seq <= ?";
 
@@ -174,6 +180,11 @@ pub enum Write {
         seq: u64,
         text: String,
     },
+    /// Keep several frames for `peer` (`(seq, text)`, in order): a flush.
+    KeepMany {
+        peer: String,
+        frames: Vec<(u64, String)>,
+    },
     /// Drop `peer`'s kept frames up to `seq`.
     DropKept { peer: String, through: u64 },
     /// Drop all of `peer`'s kept frames.
@@ -217,6 +228,21 @@ impl Write {
                     SqlValue::Text(peer.clone()),
                     SqlValue::Integer(stored(*seq)),
                     SqlValue::Text(text.clone()),
+                ],
+            ),
+            Write::KeepMany { peer, frames } => (
+                INSERT_KEPT_MANY,
+                vec![
+                    SqlValue::Text(peer.clone()),
+                    SqlValue::Text(
+                        serde_json::to_string(
+                            &frames
+                                .iter()
+                                .map(|(seq, text)| (stored(*seq), text))
+                                .collect::<Vec<_>>(),
+                        )
+                        .unwrap_or_default(),
+                    ),
                 ],
             ),
             Write::DropKept { peer, through } => (

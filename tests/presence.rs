@@ -839,3 +839,35 @@ fn after_a_crash_the_frames_kept_for_peers_whose_sockets_are_gone_are_dropped() 
     let (_, resumed) = h.resume("a", &token);
     assert!(!resumed);
 }
+
+/// The outbox finds the oldest frame storage lacks without scanning on every frame: frames are
+/// kept in send order with times that never go down, so it is the first one not durable, also
+/// when the buffer overflows, a clock steps back, frames are acked or flushed.
+#[test]
+fn outbox_pending_since_follows_the_oldest_unstored_frame() {
+    use edgesignal::presence::{Cursor, Outbox};
+    let mut outbox = Outbox::default();
+    let mut cursor = Cursor::default();
+    let mut keep = |outbox: &mut Outbox, seq: u64, at: u64, durable: bool| {
+        outbox.keep(seq, format!("f{seq}"), at, durable, 3, &mut cursor)
+    };
+    assert_eq!(outbox.pending_since(), None);
+    keep(&mut outbox, 1, 100, false);
+    keep(&mut outbox, 2, 90, false); // the clock stepped back: held level at 100
+    assert_eq!(outbox.pending_since(), Some(100));
+    keep(&mut outbox, 3, 120, false);
+    keep(&mut outbox, 4, 130, false); // overflow: 1 is lost, 2 (held at 100) is the oldest
+    assert_eq!(outbox.pending_since(), Some(100));
+    keep(&mut outbox, 5, 140, false); // 2 is lost too
+    assert_eq!(outbox.pending_since(), Some(120));
+    let flushed = outbox.flush(125);
+    assert_eq!(flushed, vec![(3, "f3".to_owned())]);
+    assert_eq!(outbox.pending_since(), Some(130));
+    outbox.ack(4, &mut Cursor::default());
+    assert_eq!(outbox.pending_since(), Some(140));
+    keep(&mut outbox, 6, 150, true); // stored at once (an away peer): nothing new pending
+    assert_eq!(outbox.pending_since(), Some(140));
+    outbox.ack(5, &mut Cursor::default());
+    assert_eq!(outbox.pending_since(), None);
+    assert_eq!(outbox.frames().map(|k| k.seq).collect::<Vec<_>>(), vec![6]);
+}

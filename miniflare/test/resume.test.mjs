@@ -420,7 +420,8 @@ describe("across eviction (idle until workerd evicts the room)", { concurrency: 
 
   test("an idle room with pinging members wakes at most once per half heartbeat timeout", { timeout: TIMEOUT }, async () => {
     const T = 6000;
-    const w = await startWorker({ bindings: { HEARTBEAT_TIMEOUT_MS: String(T) } });
+    // debug: an alarm that finds nothing to do logs its room_alarm line at debug only.
+    const w = await startWorker({ bindings: { HEARTBEAT_TIMEOUT_MS: String(T), LOG_LEVEL: "debug" } });
     try {
       const room = uniqueRoom("wakeups");
       const { a, b } = await pair(w, room);

@@ -417,8 +417,14 @@ impl Inner {
         };
         let count = effects.len();
         let rows_written = self.apply(effects, None);
+        // An alarm that found nothing to do (a busy room's flush deadline, a sweep of healthy
+        // sockets) is routine: debug. One that acted or wrote is worth an info line.
         log(
-            "info",
+            if count == 0 && rows_written == 0 {
+                "debug"
+            } else {
+                "info"
+            },
             "room_alarm",
             json!({ "effects": count, "rowsWritten": rows_written }),
         );

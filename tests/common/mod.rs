@@ -74,6 +74,15 @@ impl Durable {
                     self.kept.insert((peer.clone(), *seq), text.clone());
                 }
             }
+            Write::KeepMany { peer, frames } => {
+                for (seq, text) in frames {
+                    self.apply(&Write::Keep {
+                        peer: peer.clone(),
+                        seq: *seq,
+                        text: text.clone(),
+                    });
+                }
+            }
             Write::DropKept { peer, through } => {
                 let before = self.kept.len();
                 self.kept.retain(|(p, s), _| !(p == peer && s <= through));
