@@ -129,7 +129,9 @@ describe("calls", () => {
     a.client.send(call("call_initiate", { to: [b.id, c.id] }));
     const { callId } = await nextCall(b.client, "call_incoming");
     await nextCall(c.client, "call_incoming");
+    // One after the other: two sockets' answers sent at once reach the room in either order.
     b.client.send(call("call_answer", { callId }));
+    await a.client.next((f) => f.type === "call_accepted" && f.peerId === b.id);
     c.client.send(call("call_answer", { callId }));
     const last = await c.client.next((f) => f.type === "call_accepted" && f.peerId === c.id);
     assert.deepEqual(last.participants, [a.id, b.id, c.id]);
