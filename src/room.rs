@@ -1066,9 +1066,30 @@ impl Room {
         deadlines
     }
 
-    /// The earliest deadline: when the room's one alarm must fire. The same as the earliest of
-    /// [`Room::deadlines`], without building them (it runs after every event).
+    /// The earliest deadline. The same as the earliest of [`Room::deadlines`], without building
+    /// them (it runs after every event): the earlier of [`Room::next_alarm_deadline`] and
+    /// [`Room::flush_deadline`].
     pub fn next_deadline(&self) -> Option<u64> {
+        let next = match (self.next_alarm_deadline(), self.flush_at()) {
+            (Some(a), Some(f)) => Some(a.min(f)),
+            (a, f) => a.or(f),
+        };
+        debug_assert_eq!(next, earliest(&self.deadlines()));
+        next
+    }
+
+    /// When the flush is due ([`Due::Flush`]), if anything waits for one. It stores what only
+    /// memory holds so that an eviction cannot drop it, so it matters only while the object is
+    /// in memory: the glue keeps it with an in-memory timer, not the runtime's alarm, which a
+    /// busy room would otherwise set again every `FLUSH_DELAY_MS` (each time a storage write
+    /// and an event of its own).
+    pub fn flush_deadline(&self) -> Option<u64> {
+        self.flush_at()
+    }
+
+    /// The earliest deadline but the flush: when the room's one alarm must fire, in memory or
+    /// evicted.
+    pub fn next_alarm_deadline(&self) -> Option<u64> {
         let presence = self.limits.presence;
         let mut next = self.sweep_at();
         let mut consider = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
@@ -1082,9 +1103,6 @@ impl Room {
                 (None, None) => {}
             }
         }
-        if let Some(at) = self.flush_at() {
-            consider(at);
-        }
         if let Some(at) = self.calls.next_deadline() {
             consider(at);
         }
@@ -1096,7 +1114,6 @@ impl Room {
                 consider(at);
             }
         }
-        debug_assert_eq!(next, earliest(&self.deadlines()));
         next
     }
 

@@ -871,3 +871,32 @@ fn outbox_pending_since_follows_the_oldest_unstored_frame() {
     assert_eq!(outbox.pending_since(), None);
     assert_eq!(outbox.frames().map(|k| k.seq).collect::<Vec<_>>(), vec![6]);
 }
+
+/// The flush deadline is the glue's in-memory timer's, every other deadline the alarm's: a busy
+/// room does not set the runtime's alarm (a storage write and an event of its own) again every
+/// `FLUSH_DELAY_MS` only to find itself still busy.
+#[test]
+fn the_flush_deadline_is_kept_apart_from_the_alarms() {
+    let (mut h, a, b) = pair();
+    offer(&mut h, &b, &a, "v=0");
+    let deadlines = h.room.deadlines();
+    let at = |due: Due| deadlines.iter().find(|d| d.due == due).map(|d| d.at_ms);
+    assert_eq!(h.room.flush_deadline(), Some(h.now + FLUSH_DELAY_MS));
+    assert_eq!(h.room.flush_deadline(), at(Due::Flush));
+    assert_eq!(h.room.next_alarm_deadline(), at(Due::HeartbeatSweep));
+    assert!(h.room.next_alarm_deadline() > h.room.flush_deadline());
+    assert_eq!(h.room.next_deadline(), h.room.flush_deadline());
+    // Busy: every frame moves the flush, never the alarm.
+    let alarm = h.room.next_alarm_deadline();
+    for i in 0..5 {
+        h.advance(500);
+        offer(&mut h, &b, &a, &format!("v={i}"));
+        assert_eq!(h.room.flush_deadline(), Some(h.now + FLUSH_DELAY_MS));
+        assert_eq!(h.room.next_alarm_deadline(), alarm);
+    }
+    // Quiet: the flush runs (as the timer would) and nothing is left for it.
+    h.now += FLUSH_DELAY_MS;
+    h.alarm(&[]);
+    assert_eq!(h.room.flush_deadline(), None);
+    assert_eq!(h.room.next_deadline(), h.room.next_alarm_deadline());
+}

@@ -70,6 +70,14 @@ extern "C" {
     ) -> std::result::Result<JsValue, JsValue>;
 }
 
+#[wasm_bindgen(wasm_bindgen = ::worker::wasm_bindgen)]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &worker::js_sys::Function, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+}
+
 /// `WebSocket.OPEN`.
 const OPEN: u16 = 1;
 
@@ -108,6 +116,12 @@ struct Inner {
     edge: std::cell::OnceCell<std::rc::Rc<std::result::Result<EdgeConfig, ConfigError>>>,
     /// The one alarm, as far as this wake knows it.
     alarm: std::cell::Cell<Alarm>,
+    /// The in-memory timer for the flush deadline ([`CoreRoom::flush_deadline`]): planned like
+    /// the alarm, its pending `setTimeout` id, and the callback (made once, with a weak
+    /// reference back, so the object and its callback do not keep each other alive).
+    flush_timer: std::cell::Cell<Alarm>,
+    flush_timer_id: RefCell<Option<JsValue>>,
+    flush_callback: RefCell<Option<worker::wasm_bindgen::closure::Closure<dyn FnMut()>>>,
     /// Rebuilt from the sockets in the constructor; `None` until the room id is known.
     room: RefCell<Option<CoreRoom>>,
     /// The members' open sockets, rebuilt with `room`.
@@ -203,6 +217,9 @@ impl Inner {
             ice,
             edge: std::cell::OnceCell::new(),
             alarm: std::cell::Cell::new(Alarm::default()),
+            flush_timer: std::cell::Cell::new(Alarm::default()),
+            flush_timer_id: RefCell::new(None),
+            flush_callback: RefCell::new(None),
             room: RefCell::new(None),
             sockets: RefCell::new(Sockets::default()),
             correlation_ids: RefCell::new(CountingUlids::new(random_bytes())),
@@ -325,9 +342,17 @@ impl Inner {
 impl Room {
     #[wasm_bindgen(constructor)]
     pub fn js_new(state: worker::worker_sys::DurableObjectState, env: Env) -> Room {
-        Room {
-            inner: Rc::new(Inner::new(state, env)),
-        }
+        let inner = Rc::new(Inner::new(state, env));
+        let weak = Rc::downgrade(&inner);
+        *inner.flush_callback.borrow_mut() =
+            Some(worker::wasm_bindgen::closure::Closure::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.flush_timer_event();
+                }
+            }));
+        // The constructor's rebuild may already have something to flush (nothing, usually).
+        inner.plan_alarm();
+        Room { inner }
     }
 
     /// The room's one alarm: everything due (heartbeat sweep, grace ends, token deadlines, the
@@ -396,6 +421,21 @@ impl Inner {
         let mut alarm = self.alarm.get();
         alarm.fired();
         self.alarm.set(alarm);
+        self.due_event("room_alarm");
+    }
+
+    /// The flush timer fired: the same as an alarm (whatever is due, then the next plans).
+    fn flush_timer_event(&self) {
+        let mut timer = self.flush_timer.get();
+        timer.fired();
+        self.flush_timer.set(timer);
+        *self.flush_timer_id.borrow_mut() = None;
+        self.due_event("room_flush_timer");
+    }
+
+    /// Everything due now (heartbeat sweep, grace ends, token deadlines, calls, ICE renewals,
+    /// the flush), then the next alarm and flush timer.
+    fn due_event(&self, event: &str) {
         let now = now_ms();
         let pings: Vec<(PeerId, u64)> = self
             .sockets
@@ -425,7 +465,7 @@ impl Inner {
             } else {
                 "info"
             },
-            "room_alarm",
+            event,
             json!({ "effects": count, "rowsWritten": rows_written }),
         );
         self.plan_alarm();
@@ -567,11 +607,12 @@ impl Inner {
     /// `allowUnconfirmed`: outgoing frames do not wait for the alarm's write (losing it to a
     /// crash loses nothing a crash would not lose anyway).
     fn plan_alarm(&self) {
+        self.plan_flush_timer();
         let next = self
             .room
             .borrow()
             .as_ref()
-            .and_then(CoreRoom::next_deadline);
+            .and_then(CoreRoom::next_alarm_deadline);
         let mut alarm = self.alarm.get();
         if let Some(at) = alarm.plan(next) {
             let storage: RawStorage = match self.raw_state.storage() {
@@ -594,6 +635,36 @@ impl Inner {
             }
         }
         self.alarm.set(alarm);
+    }
+
+    /// Sets the in-memory flush timer when the flush is due earlier than the one pending. A
+    /// timer, not the alarm: the flush only has to come before an eviction, which needs 10 s
+    /// without an event, and a timer lives exactly as long as the memory it protects.
+    fn plan_flush_timer(&self) {
+        let next = self
+            .room
+            .borrow()
+            .as_ref()
+            .and_then(CoreRoom::flush_deadline);
+        let mut timer = self.flush_timer.get();
+        if let Some(at) = timer.plan(next) {
+            let callback = self.flush_callback.borrow();
+            if let Some(callback) = callback.as_ref() {
+                if let Some(old) = self.flush_timer_id.borrow_mut().take() {
+                    clear_timeout(&old);
+                }
+                let delay = at.saturating_sub(now_ms()) as f64;
+                let id = set_timeout(
+                    worker::wasm_bindgen::JsCast::unchecked_ref(callback.as_ref()),
+                    delay,
+                );
+                *self.flush_timer_id.borrow_mut() = Some(id);
+            } else {
+                // Not constructed yet (the constructor's own rebuild): planned again from js_new.
+                timer = Alarm::default();
+            }
+        }
+        self.flush_timer.set(timer);
     }
 
     /// The peer id of `ws`: from the index, else (a socket that already left it) its first tag.
