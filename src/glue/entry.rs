@@ -7,7 +7,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use serde_json::json;
 use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::{web_sys, Env, Response, Result, WebSocketPair};
+use worker::{web_sys, Env, Result, WebSocketPair};
 
 use super::{json_response, log};
 use crate::config::{edge_config_with, ConfigError, EdgeConfig};
@@ -136,7 +136,7 @@ async fn respond(req: web_sys::Request, env: Env) -> Result<JsValue> {
             pair.server
                 .send_with_str(Refusal::new(code, message).into_frame().to_text())?;
             pair.server.close(Some(close_code), Some(code.as_str()))?;
-            with_protocol(Response::from_websocket(pair.client)?, protocol)
+            return Ok(super::websocket_response(&pair.client, protocol)?.into());
         }
         EdgeDecision::Forward(identity) => {
             log(
@@ -192,16 +192,6 @@ fn forward(env: &Env, room_url: &str, identity: &ForwardedIdentity) -> Result<Js
     init.set_headers(&headers);
     let request = web_sys::Request::new_with_str_and_init(room_url, &init)?;
     Ok(stub.fetch_with_request(&request)?.into())
-}
-
-/// Adds `Sec-WebSocket-Protocol` to a 101 when the client offered ours.
-fn with_protocol(mut response: Response, protocol: Option<&str>) -> Result<Response> {
-    if let Some(protocol) = protocol {
-        response
-            .headers_mut()
-            .set("sec-websocket-protocol", protocol)?;
-    }
-    Ok(response)
 }
 
 /// A new W3C trace id: 16 random bytes as 32 lower-case hex digits.

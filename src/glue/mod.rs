@@ -40,6 +40,30 @@ fn per_env<T: 'static>(
     })
 }
 
+/// A 101 with the client's end of a WebSocket pair, built on the runtime's own types (workers-rs'
+/// `Response` would be converted into one of these anyway), with our subprotocol when the client
+/// offered it. The room's accepted and refused upgrades and the edge's refused ones.
+pub(super) fn websocket_response(
+    client: &worker::WebSocket,
+    protocol: Option<&str>,
+) -> worker::Result<worker::web_sys::Response> {
+    let init = worker::web_sys::ResponseInit::new();
+    init.set_status(101);
+    worker::js_sys::Reflect::set(
+        &init,
+        &worker::wasm_bindgen::JsValue::from_str("webSocket"),
+        client.as_ref(),
+    )?;
+    if let Some(protocol) = protocol {
+        let headers = worker::web_sys::Headers::new()?;
+        headers.set("sec-websocket-protocol", protocol)?;
+        init.set_headers(&headers);
+    }
+    Ok(worker::web_sys::Response::new_with_opt_str_and_init(
+        None, &init,
+    )?)
+}
+
 /// Unix time in milliseconds, from the runtime's clock (which only advances between I/O events).
 fn now_ms() -> u64 {
     worker::js_sys::Date::now() as u64

@@ -330,7 +330,7 @@ impl Inner {
                 pair.server.close(Some(code), Some(reason))?;
             }
         }
-        websocket_response(&pair.client, identity.protocol.as_deref())
+        super::websocket_response(&pair.client, identity.protocol.as_deref())
     }
 }
 
@@ -608,11 +608,7 @@ impl Inner {
     /// crash loses nothing a crash would not lose anyway).
     fn plan_alarm(&self) {
         self.plan_flush_timer();
-        let next = self
-            .room
-            .borrow()
-            .as_ref()
-            .and_then(CoreRoom::next_alarm_deadline);
+        let next = self.deadline(CoreRoom::next_alarm_deadline);
         let mut alarm = self.alarm.get();
         if let Some(at) = alarm.plan(next) {
             let storage: RawStorage = match self.raw_state.storage() {
@@ -637,15 +633,16 @@ impl Inner {
         self.alarm.set(alarm);
     }
 
+    /// One of the room's deadlines, if the room is loaded.
+    fn deadline(&self, which: fn(&CoreRoom) -> Option<u64>) -> Option<u64> {
+        self.room.borrow().as_ref().and_then(which)
+    }
+
     /// Sets the in-memory flush timer when the flush is due earlier than the one pending. A
     /// timer, not the alarm: the flush only has to come before an eviction, which needs 10 s
     /// without an event, and a timer lives exactly as long as the memory it protects.
     fn plan_flush_timer(&self) {
-        let next = self
-            .room
-            .borrow()
-            .as_ref()
-            .and_then(CoreRoom::flush_deadline);
+        let next = self.deadline(CoreRoom::flush_deadline);
         let mut timer = self.flush_timer.get();
         if let Some(at) = timer.plan(next) {
             let callback = self.flush_callback.borrow();
@@ -901,26 +898,6 @@ impl Inner {
 
 /// Stores `attachment` as one JSON string: a single string crosses into JavaScript, where
 /// `serialize_attachment` of the struct would build a JS object field by field.
-/// The 101 with the client's end of the pair, built on the runtime's own types (workers-rs'
-/// `Response` would be converted into one of these anyway), with our subprotocol when the client
-/// offered it.
-fn websocket_response(
-    client: &WebSocket,
-    protocol: Option<&str>,
-) -> Result<worker::web_sys::Response> {
-    let init = worker::web_sys::ResponseInit::new();
-    init.set_status(101);
-    worker::js_sys::Reflect::set(&init, &JsValue::from_str("webSocket"), client.as_ref())?;
-    if let Some(protocol) = protocol {
-        let headers = worker::web_sys::Headers::new()?;
-        headers.set("sec-websocket-protocol", protocol)?;
-        init.set_headers(&headers);
-    }
-    Ok(worker::web_sys::Response::new_with_opt_str_and_init(
-        None, &init,
-    )?)
-}
-
 fn attach(ws: &WebSocket, attachment: &Attachment) -> Result<()> {
     let json =
         serde_json::to_string(attachment).map_err(|e| worker::Error::RustError(e.to_string()))?;
