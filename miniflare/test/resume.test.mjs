@@ -255,6 +255,31 @@ test("token lifetime: token_expiring right after joined, then error unauthorized
   }
 });
 
+test("a busy room sets no alarm for its flush; the in-memory timer stores what is unacknowledged once it is quiet", { timeout: 20_000 }, async () => {
+  const w = await startWorker({ bindings: { LOG_LEVEL: "debug" } });
+  try {
+    const room = uniqueRoom("flushtimer");
+    const { a, b, B } = await pair(w, room);
+    const mark = w.logs.mark();
+    // Busy for 5 s: a frame every 250 ms, never acknowledged by B.
+    for (let i = 0; i < 20; i++) {
+      a.send({ type: "candidate", to: B, candidate: { candidate: `c${i}` } });
+      await b.next("relay");
+      await idle(250);
+    }
+    const busy = (event) => w.logs.find((l) => l.event === event, { since: mark });
+    assert.deepEqual(busy("room_alarm"), [], "no alarm while busy");
+    assert.ok(busy("room_flush_timer").length >= 1, "the timer looked while busy");
+    assert.ok(busy("room_flush_timer").every((l) => l.rowsWritten === 0), "and wrote nothing while busy");
+    // Quiet: the timer flushes B's 20 frames (one statement, 20 rows) within about 2 s.
+    const flushed = await w.waitForLog((l) => l.event === "room_flush_timer" && l.rowsWritten > 0, 4000, { since: mark });
+    assert.ok(flushed.rowsWritten >= 20, JSON.stringify(flushed));
+    assert.deepEqual(busy("room_alarm"), [], "nor for the flush itself");
+  } finally {
+    await w.dispose();
+  }
+});
+
 test("refresh with a valid token for the same sub moves the deadline; a bad one changes nothing", async () => {
   const room = uniqueRoom("refresh");
   const sub = `refresher-${room}`;

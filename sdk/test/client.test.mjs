@@ -159,3 +159,28 @@ test("setMetadata: the answering `joined` is not a new session (no second `open`
   a.leave();
   b.leave();
 });
+
+test("the token and the resume token travel as subprotocols, never in the URL", async () => {
+  const room = uniqueRoom("sdk-protocols");
+  const opened = [];
+  class Recording extends WebSocket {
+    constructor(url, protocols) {
+      super(url, protocols);
+      opened.push({ url, protocols });
+    }
+  }
+  const a = client(room, "protocols-a", { WebSocket: Recording });
+  const joined = await a.connect();
+  const resumed = next(a, "resumed");
+  a.ws.terminate();
+  assert.equal((await resumed).peerId, joined.peerId);
+  assert.equal(opened.length, 2);
+  for (const { url, protocols } of opened) {
+    assert.equal(url, `ws://${worker.url.host}/ws/${room}`);
+    assert.equal(protocols[0], "signal.v1");
+    assert.match(protocols[1], /^bearer\.[\w-]+\.[\w-]+\.[\w-]+$/);
+  }
+  assert.equal(opened[0].protocols.length, 2);
+  assert.equal(opened[1].protocols[2], `resume.${joined.resumeToken}`);
+  a.leave();
+});
