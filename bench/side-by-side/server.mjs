@@ -23,6 +23,22 @@ export const BENCH_SECRET = "edgesignal-bench-secret-0123456789abcdef";
 export const SERVERS = ["thin", "js-v1", "edgesignal-before", "edgesignal"];
 export const DEFAULT_SERVERS = ["thin", "js-v1", "edgesignal"];
 
+/**
+ * edgesignal's rate limits (v1.1) must not throttle the relay scenarios: every limit is set far
+ * above what the load offers. Unknown vars are ignored by the v1 Worker. Each connection has its
+ * own `sub`, so per-user limits never bite; MAX_CONNECTIONS_PER_USER stays modest in case its
+ * range is capped like MAX_PEERS_PER_ROOM's (1–256).
+ */
+export const EDGESIGNAL_VARS = {
+  RATE_MSG_PER_S: "100000",
+  RATE_MSG_BURST: "100000",
+  RATE_CANDIDATE_PER_S: "100000",
+  RATE_CANDIDATE_BURST: "100000",
+  RATE_ROOM_PER_S: "100000",
+  RATE_CONNECT_PER_MIN: "100000",
+  MAX_CONNECTIONS_PER_USER: "64",
+};
+
 /** The build directory a server loads, for the edgesignal servers. */
 export function buildDirOf(server) {
   if (server === "edgesignal") return BUILD_DIR;
