@@ -88,6 +88,14 @@ test("a message flood gets rate_limited with retryAfterMs, once; after that wait
   assert.ok(error.retryAfterMs > 0 && error.retryAfterMs <= 50, JSON.stringify(error));
   const burst = await b.collect(100, "relay");
   assert.deepEqual(burst.map((f) => f.correlationId), [...Array(100).keys()].map((i) => `o${i}`), "the burst went through, in order");
+  // retryAfterMs is the wait for the next frame when nothing else is sent meanwhile; the rest of
+  // the flood was already on the wire when the error arrived, and each of its frames may take a
+  // token that refilled. So first the flood ends (no refill relayed to B for a while), then the
+  // wait the error asked for.
+  for (let seen = -1; seen !== b.inbox.length; ) {
+    seen = b.inbox.length;
+    await sleep(250);
+  }
   await sleep(error.retryAfterMs);
   a.send({ type: "offer", to: B, sdp: "v=0 later", correlationId: "later" });
   await b.next((f) => f.correlationId === "later");
