@@ -5,7 +5,7 @@
 // relay candidates one round at a time; the split is perf's per-DSO share of the CPU clock.
 //
 //   node bench/cpu-split.mjs [--servers thin,js-v1,edgesignal] [--pairs 50] [--rounds 600] [--runs 3]
-//                            [--symbols N] [--mode relay|connect] [--connects N]
+//                            [--symbols N] [--mode relay|connect] [--connects N] [--warmup N]
 //
 // --mode connect: instead of relaying, N connects one at a time, two per room (each room new),
 // each until its `joined`: the split is per connect+join (entry Worker, room object, 101).
@@ -40,6 +40,7 @@ const { values } = parseArgs({
     symbols: { type: "string", default: "0" },
     mode: { type: "string", default: "relay" },
     connects: { type: "string", default: "400" },
+    warmup: { type: "string" },
   },
 });
 const servers = values.servers.split(",");
@@ -47,7 +48,10 @@ for (const s of servers) if (!SERVERS.includes(s)) throw new Error(`unknown serv
 const PAIRS = Number(values.pairs);
 const ROUNDS = Number(values.rounds);
 const RUNS = Number(values.runs);
-const WARMUP = 50;
+// Unmeasured rounds (relay) or connects (connect) first, so that the isolate is warm: V8 compiles
+// wasm lazily and tiers a function up only once it is hot, and the connect path's many functions
+// each run once per connect. The default is past that point for this Worker (docs/performance.md).
+const WARMUP = Number(values.warmup ?? (values.mode === "connect" ? 600 : 200));
 const SYMBOLS = Number(values.symbols);
 const MODE = values.mode;
 if (!["relay", "connect"].includes(MODE)) throw new Error(`unknown --mode ${MODE}`);
@@ -151,7 +155,7 @@ try {
           for (let i = 0; i < PAIRS; i++) pairs.push(await pair(ready.url, i));
           await rounds(pairs, 0, WARMUP);
         } else {
-          for (let i = 0; i < 20; i++) sockets.push(await open(ready.url, `warm-${run}-${i >> 1}`));
+          for (let i = 0; i < WARMUP; i++) (await open(ready.url, `warm-${run}-${i >> 1}`)).close();
         }
         const file = join(dir, `${server}-${run}.data`);
         const perf = spawn("perf", ["record", "-F", "1999", "-p", ready.workerdPids.join(","), "-o", file], { stdio: "ignore" });

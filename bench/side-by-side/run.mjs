@@ -40,8 +40,12 @@ const PROFILES = {
   full: {
     runs: 3,
     pair_samples: 2000,
-    warmup_frames: 200,
-    warmup_connects: 10,
+    // A warm isolate, as a busy server's is: V8 compiles wasm lazily and tiers a function up
+    // only once it is hot, and with 200 frames and 10 connects edgesignal was still compiling
+    // through the measured scenarios (bench/cpu-split.mjs: 0.4 ms of TurboFan per connect after
+    // 20 connects, 0.05 ms after 1,500; 1.3 µs per frame after 10,000 frames, none after 50,000).
+    warmup_frames: 10000,
+    warmup_connects: 600,
     serial_connects: 200,
     rooms: 500,
     connect_in_flight: 64,
@@ -58,8 +62,8 @@ const PROFILES = {
   quick: {
     runs: 1,
     pair_samples: 300,
-    warmup_frames: 200,
-    warmup_connects: 10,
+    warmup_frames: 2000,
+    warmup_connects: 200,
     serial_connects: 40,
     rooms: 500,
     connect_in_flight: 64,
