@@ -6,6 +6,13 @@
 //
 //   node bench/cpu-split.mjs [--servers thin,js-v1,edgesignal] [--pairs 50] [--rounds 600] [--runs 3]
 //                            [--symbols N] [--mode relay|connect] [--connects N] [--warmup N]
+//                            [--tail-ms N] [--ack]
+//
+// --tail-ms N keeps recording N ms after the last frame or connect, so that work the load causes
+// later (a room's timer at its quiet point: the alarm write, the flush of unacknowledged frames)
+// is counted too; 3,000 ms by default for connects, 0 for relay. --ack makes edgesignal's
+// clients acknowledge every sequenced frame at once, as a v1.1 client does (the baselines have no
+// acks): nothing is then left to flush.
 //
 // --mode connect: instead of relaying, N connects one at a time, two per room (each room new),
 // each until its `joined`: the split is per connect+join (entry Worker, room object, 101).
@@ -41,6 +48,8 @@ const { values } = parseArgs({
     mode: { type: "string", default: "relay" },
     connects: { type: "string", default: "400" },
     warmup: { type: "string" },
+    "tail-ms": { type: "string" },
+    ack: { type: "boolean", default: false },
   },
 });
 const servers = values.servers.split(",");
@@ -56,6 +65,7 @@ const SYMBOLS = Number(values.symbols);
 const MODE = values.mode;
 if (!["relay", "connect"].includes(MODE)) throw new Error(`unknown --mode ${MODE}`);
 const CONNECTS = Number(values.connects);
+const TAIL_MS = Number(values["tail-ms"] ?? (MODE === "connect" ? 3000 : 0));
 if (spawnSync("perf", ["--version"]).status !== 0) {
   console.error("cpu-split: needs Linux perf (Debian: apt-get install linux-perf)");
   process.exit(2);
@@ -78,12 +88,18 @@ async function startServer(server) {
 }
 
 let nextUser = 0;
-function open(url, room) {
+function open(url, room, ack = false) {
   const token = mint({ secret: BENCH_SECRET, claims: claimsFor({ sub: `split-${nextUser++}`, rooms: ["*"], ttlSeconds: 3600 }) });
   const ws = new WebSocket(new URL(`/ws/${room}`, url.replace(/^http/, "ws")), {
     headers: { Authorization: `Bearer ${token}` },
     perMessageDeflate: false,
   });
+  if (ack) {
+    ws.on("message", (data) => {
+      const seq = JSON.parse(data).seq;
+      if (seq) ws.send(JSON.stringify({ type: "ack", seq }));
+    });
+  }
   return new Promise((resolve, reject) => {
     ws.once("message", () => resolve(ws)); // `joined`
     ws.once("error", reject);
@@ -161,7 +177,11 @@ try {
         const perf = spawn("perf", ["record", "-F", "1999", "-p", ready.workerdPids.join(","), "-o", file], { stdio: "ignore" });
         await new Promise((resolve) => setTimeout(resolve, 300)); // perf attached
         if (MODE === "relay") await rounds(pairs, WARMUP, ROUNDS);
-        else for (let i = 0; i < CONNECTS; i++) sockets.push(await open(ready.url, `c-${run}-${Date.now().toString(36)}-${i >> 1}`));
+        else {
+          const ack = values.ack && server.startsWith("edgesignal");
+          for (let i = 0; i < CONNECTS; i++) sockets.push(await open(ready.url, `c-${run}-${Date.now().toString(36)}-${i >> 1}`, ack));
+        }
+        if (TAIL_MS > 0) await new Promise((resolve) => setTimeout(resolve, TAIL_MS));
         perf.kill("SIGINT");
         await new Promise((resolve) => perf.once("exit", resolve));
         const { total, parts } = split(file);
@@ -184,7 +204,9 @@ const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-const what = MODE === "relay" ? `relayed frame, split by perf (${PAIRS} pairs × ${ROUNDS} rounds` : `connect+join, split by perf (${CONNECTS} connects one at a time, two per new room`;
+const tail = TAIL_MS > 0 ? `, and ${TAIL_MS} ms after` : "";
+const acks = values.ack ? ", edgesignal's clients acknowledging" : "";
+const what = MODE === "relay" ? `relayed frame, split by perf (${PAIRS} pairs × ${ROUNDS} rounds${tail}` : `connect+join, split by perf (${CONNECTS} connects one at a time, two per new room${tail}${acks}`;
 console.log(`\nserver CPU per ${what}, medians of ${RUNS} runs, µs)`);
 console.log("| server | total (range) | workerd (runtime, V8 C++) | kernel | JIT (JavaScript + wasm) | other (libc, vdso) |");
 console.log("|---|---:|---:|---:|---:|---:|");
