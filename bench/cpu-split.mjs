@@ -172,6 +172,7 @@ try {
           await rounds(pairs, 0, WARMUP);
         } else {
           for (let i = 0; i < WARMUP; i++) (await open(ready.url, `warm-${run}-${i >> 1}`)).close();
+          await new Promise((resolve) => setTimeout(resolve, 500)); // their closes, outside the window
         }
         const file = join(dir, `${server}-${run}.data`);
         const perf = spawn("perf", ["record", "-F", "1999", "-p", ready.workerdPids.join(","), "-o", file], { stdio: "ignore" });

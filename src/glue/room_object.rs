@@ -81,6 +81,8 @@ extern "C" {
 
 /// `WebSocket.OPEN`.
 const OPEN: u16 = 1;
+/// `WebSocket.CLOSED`.
+const CLOSED: u16 = 3;
 
 /// The one row of [`EXISTS`].
 #[derive(Deserialize)]
@@ -730,9 +732,11 @@ impl Inner {
                         // Only that socket leaves the index, never a newer one of the peer.
                         self.sockets.borrow_mut().remove_socket(ws);
                     }
-                    if let Some(ws) = ws {
-                        // Throws when the socket is already closed (the runtime may have answered
-                        // the close itself): nothing is left to do then.
+                    if let Some(ws) = ws.filter(|ws| !is_closed(ws)) {
+                        // A socket the runtime already closed (it answers a client's close
+                        // itself) needs nothing more; closing it would throw, and an exception
+                        // costs the runtime a DOMException with its stack. A closing one still
+                        // gets our close, to finish the handshake. Throws only on a race.
                         let _ = ws.close(Some(code), Some(reason));
                     }
                 }
@@ -925,6 +929,10 @@ fn js_handle(ws: &WebSocket) -> &JsValue {
 
 fn is_open(ws: &WebSocket) -> bool {
     AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN
+}
+
+fn is_closed(ws: &WebSocket) -> bool {
+    AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == CLOSED
 }
 
 /// The core's [`IdSource`] in the Worker.
