@@ -636,11 +636,7 @@ impl Inner {
                 );
                 clocks.alarm = Default::default();
             } else {
-                log(
-                    "debug",
-                    "room_alarm_set",
-                    json!({ "at": at, "inMs": at.saturating_sub(now) }),
-                );
+                log("debug", "room_alarm_set", json!({ "at": at, "inMs": at.saturating_sub(now) }));
             }
         }
         self.clocks.set(clocks);
