@@ -1087,13 +1087,6 @@ impl Room {
         self.flush_at()
     }
 
-    /// When the room falls quiet: [`FLUSH_DELAY_MS`] after its last client event (a connect, a
-    /// frame, a close). It cannot be evicted before then, so the runtime alarm can wait until
-    /// then ([`crate::schedule::Clocks`]).
-    pub fn quiet_at(&self) -> u64 {
-        self.last_event_ms.saturating_add(FLUSH_DELAY_MS)
-    }
-
     /// The earliest deadline but the flush: when the room's one alarm must fire, in memory or
     /// evicted.
     pub fn next_alarm_deadline(&self) -> Option<u64> {

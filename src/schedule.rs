@@ -3,11 +3,10 @@
 //! Every time-driven rule of a room (heartbeat sweep, resume grace, token warning and expiry,
 //! the flush of unacknowledged frames, ring timeouts and call limits) is a [`Deadline`]
 //! that the room computes from its own state ([`crate::room::Room::deadlines`]), so nothing
-//! about time lives outside the state that eviction preserves. The glue keeps the deadlines on
-//! two clocks ([`Clocks`]): one in-memory timer while the object is awake, and the runtime's
-//! alarm, written once the room falls quiet, for when it is not; either feeds `on_alarm(now)`
-//! back into the room, which handles everything due and answers the next one. A new kind of
-//! deadline is a new [`Due`] variant and a line in `deadlines()`; this module does not change.
+//! about time lives outside the state that eviction preserves. The glue keeps exactly one
+//! runtime alarm at the earliest deadline ([`Alarm`]) and feeds `on_alarm(now)` back into the
+//! room, which handles everything due and answers the next one. A new kind of deadline is a
+//! new [`Due`] variant and a line in `deadlines()`; this module does not change.
 
 use crate::protocol::PeerId;
 
@@ -75,70 +74,5 @@ impl Alarm {
     /// When the pending alarm fires, if one is known.
     pub fn pending(&self) -> Option<u64> {
         self.set_at
-    }
-}
-
-/// What the glue does with its two clocks after an event ([`Clocks::plan`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Plan {
-    /// Write the runtime alarm for this time now.
-    pub alarm: Option<u64>,
-    /// (Re)arm the in-memory timer for this time.
-    pub timer: Option<u64>,
-}
-
-/// The room's two clocks: the runtime alarm and the object's in-memory timer.
-///
-/// The alarm is what wakes an evicted room, and writing it is a storage write (the first one
-/// of a new object's life is its costliest; in Miniflare it cost about 0.35 ms of every
-/// connect into a new room, two connects per room). An object is evicted only after about 10 s
-/// without an event, so the alarm only has to be right by the time the room has been quiet for
-/// a while: until then the in-memory timer serves every deadline, and the alarm is written once,
-/// at the quiet point ([`crate::room::Room::quiet_at`]: [`crate::presence::FLUSH_DELAY_MS`]
-/// after the last client event), with whatever is then the earliest deadline. A busy room (new
-/// members, moved deadlines) writes no alarm at all; a connect answers without one.
-///
-/// The flush ([`Due::Flush`]) is on the timer only: it protects memory, which an eviction
-/// loses, and it always comes before one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Clocks {
-    /// The runtime alarm, as far as this wake knows it.
-    pub alarm: Alarm,
-    /// The in-memory timer.
-    pub timer: Alarm,
-}
-
-impl Clocks {
-    /// Given the room's deadlines at `now` (`next_alarm`: every deadline but the flush; `flush`;
-    /// `quiet_at`: when the room falls quiet), what to write now.
-    pub fn plan(
-        &mut self,
-        now: u64,
-        next_alarm: Option<u64>,
-        flush: Option<u64>,
-        quiet_at: u64,
-    ) -> Plan {
-        // The alarm is behind when the room must wake earlier than the pending one (or none is
-        // known: a new object, or one that just woke).
-        let behind = match (next_alarm, self.alarm.pending()) {
-            (Some(next), Some(set)) => next < set,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        let alarm = if behind && now >= quiet_at {
-            self.alarm.plan(next_alarm)
-        } else {
-            None
-        };
-        // Still behind: the timer serves the deadline itself if it comes first, and otherwise
-        // fires at the quiet point to write the alarm (a busy room's quiet point moves on; the
-        // timer then looks again).
-        let owed = (behind && alarm.is_none())
-            .then(|| next_alarm.map_or(quiet_at, |next| next.min(quiet_at)));
-        let timer_at = [flush, owed].into_iter().flatten().min();
-        Plan {
-            alarm,
-            timer: self.timer.plan(timer_at),
-        }
     }
 }

@@ -9,7 +9,7 @@ use edgesignal::id::TokenGrant;
 use edgesignal::presence::{PresenceLimits, FLUSH_DELAY_MS};
 use edgesignal::protocol::PeerId;
 use edgesignal::room::{Arrival, RoomLimits};
-use edgesignal::schedule::{Alarm, Clocks, Due, Plan};
+use edgesignal::schedule::{Alarm, Due};
 use edgesignal::storage::Write;
 use serde_json::{json, Value};
 
@@ -685,61 +685,6 @@ fn the_alarm_is_set_only_when_it_must_move_earlier() {
     alarm.fired();
     assert_eq!(alarm.pending(), None);
     assert_eq!(alarm.plan(Some(150)), Some(150));
-}
-
-#[test]
-fn the_alarm_is_written_once_the_room_is_quiet_and_the_timer_serves_until_then() {
-    let plan = |alarm, timer| Plan { alarm, timer };
-    let mut clocks = Clocks::default();
-    // A connect at 1 s into a new room: its heartbeat sweep is due at 31 s, it is quiet at 3 s.
-    // No storage write on the connect path: the timer fires at the quiet point.
-    assert_eq!(clocks.plan(1_000, Some(31_000), None, 3_000), plan(None, Some(3_000)));
-    // Another event at 2.5 s moves the quiet point; the pending timer stays.
-    assert_eq!(clocks.plan(2_500, Some(31_000), None, 4_500), plan(None, None));
-    // The timer at 3 s finds the room busy: it looks again at the new quiet point.
-    clocks.timer.fired();
-    assert_eq!(clocks.plan(3_000, Some(31_000), None, 4_500), plan(None, Some(4_500)));
-    // Quiet at 4.5 s: the alarm is written for the earliest deadline, once.
-    clocks.timer.fired();
-    assert_eq!(clocks.plan(4_500, Some(31_000), None, 4_500), plan(Some(31_000), None));
-    assert_eq!(clocks.alarm.pending(), Some(31_000));
-    // A later deadline changes nothing; an earlier one waits for the next quiet point.
-    assert_eq!(clocks.plan(5_000, Some(40_000), None, 7_000), plan(None, None));
-    assert_eq!(clocks.plan(6_000, Some(20_000), None, 8_000), plan(None, Some(8_000)));
-    clocks.timer.fired();
-    assert_eq!(clocks.plan(8_000, Some(20_000), None, 8_000), plan(Some(20_000), None));
-}
-
-#[test]
-fn a_deadline_before_the_quiet_point_is_served_by_the_timer_and_the_flush_never_by_the_alarm() {
-    let plan = |alarm, timer| Plan { alarm, timer };
-    let mut clocks = Clocks::default();
-    // A grace that ends at 2 s, while the room is busy until 3 s: the timer fires at 2 s.
-    assert_eq!(clocks.plan(1_000, Some(2_000), None, 3_000), plan(None, Some(2_000)));
-    clocks.timer.fired();
-    // Handled; the next deadline is the sweep at 31 s: the timer now waits for the quiet point.
-    assert_eq!(clocks.plan(2_000, Some(31_000), None, 3_000), plan(None, Some(3_000)));
-    // A flush alone is the timer's: the alarm is never written for it.
-    let mut flush_only = Clocks::default();
-    assert_eq!(flush_only.plan(1_000, None, Some(3_000), 3_000), plan(None, Some(3_000)));
-    flush_only.timer.fired();
-    assert_eq!(flush_only.plan(3_000, None, None, 3_000), plan(None, None));
-    // Woken by its alarm after an eviction (quiet for long): the next alarm is written at once.
-    let mut woken = Clocks::default();
-    assert_eq!(woken.plan(90_000, Some(120_000), None, 2_000), plan(Some(120_000), None));
-    // An empty room has nothing on either clock.
-    assert_eq!(Clocks::default().plan(1_000, None, None, 3_000), plan(None, None));
-}
-
-#[test]
-fn the_room_is_quiet_the_flush_delay_after_its_last_client_event() {
-    let (mut h, a, b) = pair();
-    let joined_at = h.now;
-    assert_eq!(h.room.quiet_at(), joined_at + FLUSH_DELAY_MS);
-    h.now += 700;
-    let text = format!(r#"{{"type":"candidate","to":"{}","candidate":{{"candidate":"c"}}}}"#, b.as_str());
-    h.text(&a, &text);
-    assert_eq!(h.room.quiet_at(), h.now + FLUSH_DELAY_MS);
 }
 
 #[test]

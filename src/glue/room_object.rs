@@ -19,10 +19,9 @@
 //! - Durable state (strikes, bans, connect buckets, away members, kept frames) is read once per
 //!   wake and written only as the core's [`Effect::Store`], through [`crate::storage`]'s
 //!   statements.
-//! - Two clocks, one plan ([`crate::schedule::Clocks`]): after every event the core's deadlines
-//!   go to an in-memory timer while the object is awake, and to the runtime alarm (a storage
-//!   write) only once the room falls quiet, and only when it must move earlier: a connect never
-//!   waits for one. The alarm handler and the timer read each socket's last auto-answered ping
+//! - One alarm: after every event the core's next deadline is compared with the alarm already
+//!   pending ([`crate::schedule::Alarm`]); `setAlarm` runs only when it must move earlier. The
+//!   alarm handler reads each socket's last auto-answered ping
 //!   (`getWebSocketAutoResponseTimestamp`) for the heartbeat sweep.
 //! - A socket replaced by a resume is closed 4409 and leaves the index; its late close event
 //!   carries its old connection number (from its attachment), which the core ignores.
@@ -44,7 +43,7 @@ use crate::id::{ulid, CountingUlids, IdSource};
 use crate::protocol::{PeerId, RoomId, PING_TEXT, PONG_TEXT};
 use crate::rate::Identities;
 use crate::room::{Admission, Arrival, Effect, Member, Room as CoreRoom, RoomLimits};
-use crate::schedule::Clocks;
+use crate::schedule::Alarm;
 use crate::storage::{
     load_rows, AwayRow, CallRow, KeptRow, RoomRow, Row, SqlValue, Write, EXISTS, LOAD, LOAD_AWAY,
     LOAD_CALLS, LOAD_KEPT, ROOM_OF_AWAY, SCHEMA, TABLES,
@@ -117,12 +116,14 @@ struct Inner {
     /// The edge's settings, for `refresh` tokens: the isolate's, taken on the first refresh
     /// (most rooms never see one).
     edge: std::cell::OnceCell<std::rc::Rc<std::result::Result<EdgeConfig, ConfigError>>>,
-    /// The runtime alarm and the in-memory timer, as far as this wake knows them; the timer's
-    /// pending `setTimeout` id, and its callback (made once, with a weak reference back, so the
-    /// object and its callback do not keep each other alive).
-    clocks: std::cell::Cell<Clocks>,
-    timer_id: RefCell<Option<JsValue>>,
-    timer_callback: RefCell<Option<worker::wasm_bindgen::closure::Closure<dyn FnMut()>>>,
+    /// The one alarm, as far as this wake knows it.
+    alarm: std::cell::Cell<Alarm>,
+    /// The in-memory timer for the flush deadline ([`CoreRoom::flush_deadline`]): planned like
+    /// the alarm, its pending `setTimeout` id, and the callback (made once, with a weak
+    /// reference back, so the object and its callback do not keep each other alive).
+    flush_timer: std::cell::Cell<Alarm>,
+    flush_timer_id: RefCell<Option<JsValue>>,
+    flush_callback: RefCell<Option<worker::wasm_bindgen::closure::Closure<dyn FnMut()>>>,
     /// Rebuilt from the sockets in the constructor; `None` until the room id is known.
     room: RefCell<Option<CoreRoom>>,
     /// The members' open sockets, rebuilt with `room`.
@@ -217,9 +218,10 @@ impl Inner {
             limits,
             ice,
             edge: std::cell::OnceCell::new(),
-            clocks: std::cell::Cell::new(Clocks::default()),
-            timer_id: RefCell::new(None),
-            timer_callback: RefCell::new(None),
+            alarm: std::cell::Cell::new(Alarm::default()),
+            flush_timer: std::cell::Cell::new(Alarm::default()),
+            flush_timer_id: RefCell::new(None),
+            flush_callback: RefCell::new(None),
             room: RefCell::new(None),
             sockets: RefCell::new(Sockets::default()),
             correlation_ids: RefCell::new(CountingUlids::new(random_bytes())),
@@ -344,13 +346,13 @@ impl Room {
     pub fn js_new(state: worker::worker_sys::DurableObjectState, env: Env) -> Room {
         let inner = Rc::new(Inner::new(state, env));
         let weak = Rc::downgrade(&inner);
-        *inner.timer_callback.borrow_mut() =
+        *inner.flush_callback.borrow_mut() =
             Some(worker::wasm_bindgen::closure::Closure::new(move || {
                 if let Some(inner) = weak.upgrade() {
-                    inner.timer_event();
+                    inner.flush_timer_event();
                 }
             }));
-        // The constructor's rebuild may already have deadlines (a room woken after eviction).
+        // The constructor's rebuild may already have something to flush (nothing, usually).
         inner.plan_alarm();
         Room { inner }
     }
@@ -418,20 +420,19 @@ impl Inner {
     /// The room's one alarm: everything due (heartbeat sweep, grace ends, token deadlines, the
     /// flush), then the next alarm.
     fn alarm_event(&self) {
-        let mut clocks = self.clocks.get();
-        clocks.alarm.fired();
-        self.clocks.set(clocks);
+        let mut alarm = self.alarm.get();
+        alarm.fired();
+        self.alarm.set(alarm);
         self.due_event("room_alarm");
     }
 
-    /// The in-memory timer fired: the same as an alarm (whatever is due, then the next plans,
-    /// which write the alarm if the room is quiet now).
-    fn timer_event(&self) {
-        let mut clocks = self.clocks.get();
-        clocks.timer.fired();
-        self.clocks.set(clocks);
-        *self.timer_id.borrow_mut() = None;
-        self.due_event("room_timer");
+    /// The flush timer fired: the same as an alarm (whatever is due, then the next plans).
+    fn flush_timer_event(&self) {
+        let mut timer = self.flush_timer.get();
+        timer.fired();
+        self.flush_timer.set(timer);
+        *self.flush_timer_id.borrow_mut() = None;
+        self.due_event("room_flush_timer");
     }
 
     /// Everything due now (heartbeat sweep, grace ends, token deadlines, calls, ICE renewals,
@@ -604,71 +605,65 @@ impl Inner {
         self.plan_alarm();
     }
 
-    /// After every event: the in-memory timer and, once the room is quiet, the runtime alarm,
-    /// as [`Clocks::plan`] decides. `allowUnconfirmed`: outgoing frames do not wait for the
-    /// alarm's write (losing it to a crash loses nothing a crash would not lose anyway).
+    /// Sets the runtime's alarm when the room's next deadline is earlier than the one pending.
+    /// `allowUnconfirmed`: outgoing frames do not wait for the alarm's write (losing it to a
+    /// crash loses nothing a crash would not lose anyway).
     fn plan_alarm(&self) {
-        let deadlines = self.room.borrow().as_ref().map(|room| {
-            (
-                room.next_alarm_deadline(),
-                room.flush_deadline(),
-                room.quiet_at(),
-            )
-        });
-        let Some((next_alarm, flush, quiet_at)) = deadlines else {
-            return;
-        };
-        let mut clocks = self.clocks.get();
-        let now = now_ms();
-        let plan = clocks.plan(now, next_alarm, flush, quiet_at);
-        if let Some(at) = plan.timer {
-            if !self.arm_timer(at.saturating_sub(now)) {
-                // Not constructed yet (the constructor's own rebuild): planned again from js_new.
-                clocks.timer = Default::default();
-            }
-        }
-        if let Some(at) = plan.alarm {
-            if let Err(e) = self.set_alarm(at) {
+        self.plan_flush_timer();
+        let next = self.deadline(CoreRoom::next_alarm_deadline);
+        let mut alarm = self.alarm.get();
+        if let Some(at) = alarm.plan(next) {
+            let storage: RawStorage = match self.raw_state.storage() {
+                Ok(storage) => worker::wasm_bindgen::JsCast::unchecked_into(storage),
+                Err(_) => return,
+            };
+            let options = worker::js_sys::Object::new();
+            let _ = worker::js_sys::Reflect::set(
+                &options,
+                &JsValue::from_str("allowUnconfirmed"),
+                &JsValue::TRUE,
+            );
+            if let Err(e) = storage.set_alarm(at as f64, &options) {
                 log(
                     "error",
                     "alarm_error",
                     json!({ "message": format!("{e:?}") }),
                 );
-                clocks.alarm = Default::default();
-            } else {
-                log("debug", "room_alarm_set", json!({ "at": at, "inMs": at.saturating_sub(now) }));
+                alarm = Alarm::default();
             }
         }
-        self.clocks.set(clocks);
+        self.alarm.set(alarm);
     }
 
-    /// Replaces the pending timer with one in `delay_ms`; false before the callback exists.
-    fn arm_timer(&self, delay_ms: u64) -> bool {
-        let callback = self.timer_callback.borrow();
-        let Some(callback) = callback.as_ref() else {
-            return false;
-        };
-        if let Some(old) = self.timer_id.borrow_mut().take() {
-            clear_timeout(&old);
+    /// One of the room's deadlines, if the room is loaded.
+    fn deadline(&self, which: fn(&CoreRoom) -> Option<u64>) -> Option<u64> {
+        self.room.borrow().as_ref().and_then(which)
+    }
+
+    /// Sets the in-memory flush timer when the flush is due earlier than the one pending. A
+    /// timer, not the alarm: the flush only has to come before an eviction, which needs 10 s
+    /// without an event, and a timer lives exactly as long as the memory it protects.
+    fn plan_flush_timer(&self) {
+        let next = self.deadline(CoreRoom::flush_deadline);
+        let mut timer = self.flush_timer.get();
+        if let Some(at) = timer.plan(next) {
+            let callback = self.flush_callback.borrow();
+            if let Some(callback) = callback.as_ref() {
+                if let Some(old) = self.flush_timer_id.borrow_mut().take() {
+                    clear_timeout(&old);
+                }
+                let delay = at.saturating_sub(now_ms()) as f64;
+                let id = set_timeout(
+                    worker::wasm_bindgen::JsCast::unchecked_ref(callback.as_ref()),
+                    delay,
+                );
+                *self.flush_timer_id.borrow_mut() = Some(id);
+            } else {
+                // Not constructed yet (the constructor's own rebuild): planned again from js_new.
+                timer = Alarm::default();
+            }
         }
-        let id = set_timeout(
-            worker::wasm_bindgen::JsCast::unchecked_ref(callback.as_ref()),
-            delay_ms as f64,
-        );
-        *self.timer_id.borrow_mut() = Some(id);
-        true
-    }
-
-    fn set_alarm(&self, at: u64) -> std::result::Result<(), JsValue> {
-        let storage: RawStorage =
-            worker::wasm_bindgen::JsCast::unchecked_into(self.raw_state.storage()?);
-        let options = worker::js_sys::Object::new();
-        worker::js_sys::Reflect::set(
-            &options,
-            &JsValue::from_str("allowUnconfirmed"),
-            &JsValue::TRUE,
-        )?;
-        storage.set_alarm(at as f64, &options).map(|_| ())
+        self.flush_timer.set(timer);
     }
 
     /// The peer id of `ws`: from the index, else (a socket that already left it) its first tag.
