@@ -725,9 +725,9 @@ impl Inner {
                     }
                     if let Some(ws) = ws.filter(|ws| !is_closed(ws)) {
                         // A socket the runtime already closed (it answers a client's close
-                        // itself) needs nothing more; closing it would throw, and an exception
-                        // costs the runtime a DOMException with its stack. A closing one still
-                        // gets our close, to finish the handshake. Throws only on a race.
+                        // itself) needs nothing more: closing it would only throw an exception
+                        // to be swallowed here. A closing one still gets our close, to finish
+                        // the handshake. Throws only on a race.
                         let _ = ws.close(Some(code), Some(reason));
                     }
                 }
