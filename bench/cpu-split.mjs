@@ -9,8 +9,8 @@
 //                            [--tail-ms N] [--ack]
 //
 // --tail-ms N keeps recording N ms after the last frame or connect, so that work the load causes
-// later (a room's timer at its quiet point: the alarm write, the flush of unacknowledged frames)
-// is counted too; 3,000 ms by default for connects, 0 for relay. --ack makes edgesignal's
+// later (a room's flush of unacknowledged frames, 2 s after its last client event) is counted
+// too; 3,000 ms by default for connects, 0 for relay. --ack makes edgesignal's
 // clients acknowledge every sequenced frame at once, as a v1.1 client does (the baselines have no
 // acks): nothing is then left to flush.
 //
