@@ -80,8 +80,6 @@ extern "C" {
 
 /// `WebSocket.OPEN`.
 const OPEN: u16 = 1;
-/// `WebSocket.CLOSED`.
-const CLOSED: u16 = 3;
 
 /// The one row of [`EXISTS`].
 #[derive(Deserialize)]
@@ -723,11 +721,9 @@ impl Inner {
                         // Only that socket leaves the index, never a newer one of the peer.
                         self.sockets.borrow_mut().remove_socket(ws);
                     }
-                    if let Some(ws) = ws.filter(|ws| !is_closed(ws)) {
-                        // A socket the runtime already closed (it answers a client's close
-                        // itself) needs nothing more: closing it would only throw an exception
-                        // to be swallowed here. A closing one still gets our close, to finish
-                        // the handshake. Throws only on a race.
+                    if let Some(ws) = ws {
+                        // Throws when the socket is already closed (the runtime may have answered
+                        // the close itself): nothing is left to do then.
                         let _ = ws.close(Some(code), Some(reason));
                     }
                 }
@@ -920,10 +916,6 @@ fn js_handle(ws: &WebSocket) -> &JsValue {
 
 fn is_open(ws: &WebSocket) -> bool {
     AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN
-}
-
-fn is_closed(ws: &WebSocket) -> bool {
-    AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == CLOSED
 }
 
 /// The core's [`IdSource`] in the Worker.
