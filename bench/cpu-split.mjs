@@ -6,13 +6,16 @@
 //
 //   node bench/cpu-split.mjs [--servers thin,js-v1,edgesignal] [--pairs 50] [--rounds 600] [--runs 3]
 //                            [--symbols N] [--mode relay|connect] [--connects N] [--warmup N]
-//                            [--tail-ms N] [--ack]
+//                            [--tail-ms N] [--ack] [--var NAME=VALUE]...
 //
 // --tail-ms N keeps recording N ms after the last frame or connect, so that work the load causes
 // later (a room's flush of unacknowledged frames, 2 s after its last client event) is counted
 // too; 3,000 ms by default for connects, 0 for relay. --ack makes edgesignal's
 // clients acknowledge every sequenced frame at once, as a v1.1 client does (the baselines have no
 // acks): nothing is then left to flush.
+//
+// --var NAME=VALUE sets one more of edgesignal's vars (e.g. LOG_LEVEL=warn), over the
+// side-by-side's EDGESIGNAL_VARS.
 //
 // --mode connect: instead of relaying, N connects one at a time, two per room (each room new),
 // each until its `joined`: the split is per connect+join (entry Worker, room object, 101).
@@ -50,6 +53,7 @@ const { values } = parseArgs({
     warmup: { type: "string" },
     "tail-ms": { type: "string" },
     ack: { type: "boolean", default: false },
+    var: { type: "string", multiple: true, default: [] },
   },
 });
 const servers = values.servers.split(",");
@@ -73,7 +77,8 @@ if (spawnSync("perf", ["--version"]).status !== 0) {
 const pin = cpus().length >= 2 && spawnSync("taskset", ["-c", "0", "true"]).status === 0;
 
 async function startServer(server) {
-  const vars = server.startsWith("edgesignal") ? EDGESIGNAL_VARS : {};
+  const extra = Object.fromEntries(values.var.map((v) => [v.slice(0, v.indexOf("=")), v.slice(v.indexOf("=") + 1)]));
+  const vars = server.startsWith("edgesignal") ? { ...EDGESIGNAL_VARS, ...extra } : {};
   const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}=${v}`]);
   const argv = [process.execPath, join(HERE, "side-by-side", "server.mjs"), "--server", server, ...varArgs];
   const child = spawn(pin ? "taskset" : argv[0], pin ? ["-c", "0", ...argv] : argv.slice(1), {

@@ -20,7 +20,7 @@ export const BENCH_SECRET = "edgesignal-bench-secret-0123456789abcdef";
  * `edgesignal-before` is an older build of edgesignal (`EDGESIGNAL_BEFORE_BUILD_DIR`), for a
  * before/after table from one run; it is not in the default server list.
  */
-export const SERVERS = ["thin", "js-v1", "edgesignal-before", "edgesignal"];
+export const SERVERS = ["thin", "js-v1", "js-v1-alarm", "edgesignal-before", "edgesignal"];
 export const DEFAULT_SERVERS = ["thin", "js-v1", "edgesignal"];
 
 /**
@@ -103,7 +103,9 @@ function options(server, vars) {
     };
   }
   const file = server === "thin" ? "thin-relay.mjs" : "js-v1.mjs";
-  return { ...common, scriptPath: join(HERE, "baselines", file), bindings: { JWT_SECRET: BENCH_SECRET, ...vars } };
+  // `js-v1-alarm`: js-v1 plus v1.1's heartbeat alarm per room (see js-v1.mjs), the floor of a v1.1 connect.
+  const alarm = server === "js-v1-alarm" ? { HEARTBEAT_ALARM: "1" } : {};
+  return { ...common, scriptPath: join(HERE, "baselines", file), bindings: { JWT_SECRET: BENCH_SECRET, ...alarm, ...vars } };
 }
 
 /** Descendants of `pid` whose command is workerd (Miniflare spawns it directly). */

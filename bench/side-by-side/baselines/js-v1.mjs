@@ -9,6 +9,14 @@
 //   order of docs/protocol.md §4, and a relay is re-serialized with `JSON.stringify`.
 // Not here (edgesignal has them; the benchmark does not exercise them): token placements other
 // than `Authorization`/`?token=`, `iss`/`aud`, the subprotocol echo, ULID ids (UUIDs here).
+//
+// With `HEARTBEAT_ALARM=1` (the `js-v1-alarm` server of the side-by-side) it also does the one
+// storage write that protocol v1.1 obliges every room to make, whatever it is written in: the
+// alarm of its heartbeat sweep (v1.1 §3: a silent socket is closed even while the room
+// hibernates, and only an alarm wakes a hibernated object), set when the room gets its first
+// member and set again by the alarm while sockets remain, as edgesignal does. The sweep itself
+// is left out (it runs 30 s after a room's first connect, outside the connect scenarios). So
+// `js-v1-alarm` against `thin` is the floor of a v1.1 connect on this platform.
 import { DurableObject } from "cloudflare:workers";
 
 const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -125,6 +133,8 @@ export class Room extends DurableObject {
     super(ctx, env);
     this.maxPeers = Number(env.MAX_PEERS_PER_ROOM ?? 8);
     this.maxFrameBytes = Number(env.MAX_FRAME_BYTES ?? 65536);
+    this.heartbeatAlarm = env.HEARTBEAT_ALARM === "1";
+    this.alarmSet = false;
     // Answered by the runtime without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('{"type":"ping"}', '{"type":"pong"}'));
   }
@@ -155,11 +165,23 @@ export class Room extends DurableObject {
     }
     const peerId = crypto.randomUUID();
     this.ctx.acceptWebSocket(server, [peerId]);
+    if (this.heartbeatAlarm && !this.alarmSet) this.setHeartbeatAlarm();
     server.serializeAttachment({ peerId, roomId, user: request.headers.get("x-user"), metadata: {} });
     const peers = members.map(({ me }) => ({ peerId: me.peerId, metadata: me.metadata }));
     server.send(JSON.stringify({ type: "joined", roomId, peerId, peers }));
     this.broadcast(members, { type: "peer_joined", roomId, peerId, metadata: {} });
     return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** Half of v1.1's default HEARTBEAT_TIMEOUT_MS, as edgesignal's sweep; not awaited (nor is its). */
+  setHeartbeatAlarm() {
+    this.alarmSet = true;
+    this.ctx.storage.setAlarm(Date.now() + 30_000, { allowUnconfirmed: true });
+  }
+
+  alarm() {
+    this.alarmSet = false;
+    if (this.ctx.getWebSockets().length > 0) this.setHeartbeatAlarm();
   }
 
   webSocketMessage(ws, message) {
