@@ -42,8 +42,8 @@ bash browser/netns.sh node --test --test-concurrency=1 browser/test/
 
 # Benchmarks print numbers and assert nothing about speed; they fail only on lost or misrouted
 # frames. Bounded: about a minute together.
-stage "benchmark: side by side with a thin relay and a plain-JS protocol v1 (quick)"
-node bench/side-by-side/run.mjs --quick
+stage "benchmark: side by side with a thin relay, a plain-JS protocol v1, and that plus v1.1's heartbeat alarm (quick)"
+node bench/side-by-side/run.mjs --quick --servers thin,js-v1,js-v1-alarm,edgesignal
 
 stage "benchmark: a flood against normal rooms, default limits"
 node bench/flood.mjs --seconds 3
