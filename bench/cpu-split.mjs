@@ -29,17 +29,15 @@
 // bench/side-by-side (server on core 0, this client on the rest); `ws` clients without
 // permessage-deflate, like the Rust load generator. Bounded: pairs × rounds frames per run.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { claimsFor, mint } from "../miniflare/lib/jwt.mjs";
-import { BENCH_SECRET, EDGESIGNAL_VARS, SERVERS } from "./side-by-side/server.mjs";
+import { BENCH_SECRET, SERVERS } from "./side-by-side/server.mjs";
+import { hasTaskset, serverVars, startServer } from "./side-by-side/processes.mjs";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
 const WebSocket = createRequire(import.meta.url)("../miniflare/node_modules/ws");
 const { values } = parseArgs({
   options: {
@@ -74,23 +72,8 @@ if (spawnSync("perf", ["--version"]).status !== 0) {
   console.error("cpu-split: needs Linux perf (Debian: apt-get install linux-perf)");
   process.exit(2);
 }
-const pin = cpus().length >= 2 && spawnSync("taskset", ["-c", "0", "true"]).status === 0;
-
-async function startServer(server) {
-  const extra = Object.fromEntries(values.var.map((v) => [v.slice(0, v.indexOf("=")), v.slice(v.indexOf("=") + 1)]));
-  const vars = server.startsWith("edgesignal") ? { ...EDGESIGNAL_VARS, ...extra } : {};
-  const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}=${v}`]);
-  const argv = [process.execPath, join(HERE, "side-by-side", "server.mjs"), "--server", server, ...varArgs];
-  const child = spawn(pin ? "taskset" : argv[0], pin ? ["-c", "0", ...argv] : argv.slice(1), {
-    stdio: ["pipe", "pipe", "inherit"],
-    env: existsSync("/dev/shm") ? { ...process.env, TMPDIR: "/dev/shm" } : process.env,
-  });
-  const ready = await new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).once("line", (line) => resolve(JSON.parse(line)));
-    child.once("exit", (code) => reject(new Error(`${server}: server exited (${code})`)));
-  });
-  return { ready, stop: () => child.stdin.end() };
-}
+const pin = cpus().length >= 2 && (await hasTaskset());
+const extraVars = Object.fromEntries(values.var.map((v) => [v.slice(0, v.indexOf("=")), v.slice(v.indexOf("=") + 1)]));
 
 let nextUser = 0;
 function open(url, room, ack = false) {
@@ -168,7 +151,7 @@ try {
   for (let run = 1; run <= RUNS; run++) {
     const order = servers.map((_, i) => servers[(i + run - 1) % servers.length]);
     for (const server of order) {
-      const { ready, stop } = await startServer(server);
+      const ready = await startServer(server, serverVars(server, extraVars), { pin });
       try {
         const pairs = [];
         const sockets = [];
@@ -198,7 +181,7 @@ try {
         for (const ws of sockets) ws.close();
         for (const { a, b } of pairs) a.close(), b.close();
       } finally {
-        stop();
+        await ready.stop();
       }
     }
   }

@@ -12,25 +12,20 @@
 // Per run and server: a fresh Miniflare (so every Durable Object is new), hosted by server.mjs on
 // core 0; the Rust load generator (loadgen/) on core 1; tokens minted here. Nothing is downloaded
 // or built at run time: scripts/setup.sh builds the load generator.
-import { spawn } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { claimsFor, mint } from "../../miniflare/lib/jwt.mjs";
 import { BENCH_SECRET, BUILD_DIR, DEFAULT_SERVERS, EDGESIGNAL_VARS, SERVERS, buildDirOf, miniflareVersion } from "./server.mjs";
+import { LOADGEN_CORE, NOFILE, SERVER_CORE, hasTaskset, lines, serverVars, spawnPinned, startServer } from "./processes.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const LOADGEN_DIR = join(HERE, "loadgen");
 const LOADGEN_BIN = join(LOADGEN_DIR, "target", "release", "edgesignal-loadgen");
-const SERVER_CORE = 0;
-const LOADGEN_CORE = 1;
-const NOFILE = 65536;
-const SHM_DIR = "/dev/shm";
 
 /**
  * Scenario sizes. `full` is what the issue asks for; `quick` keeps every scenario but smaller
@@ -82,70 +77,6 @@ const PROFILES = {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/** Runs `argv` with a raised descriptor limit, pinned to `core` when the machine has two. */
-function spawnPinned(core, argv, pin, env = process.env) {
-  // Each live Durable Object holds a few descriptors and each client socket one: 1,000+
-  // connections exceed common 1,024 soft limits on both sides.
-  const script = `ulimit -n ${NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`;
-  const pinning = pin ? ["taskset", "-c", String(core)] : [];
-  return spawn("bash", ["-c", script, "bash", ...pinning, ...argv], { stdio: ["pipe", "pipe", "pipe"], env });
-}
-
-function lines(stream, onLine) {
-  createInterface({ input: stream, crlfDelay: Infinity }).on("line", onLine);
-}
-
-/**
- * Miniflare keeps Durable Object storage (one SQLite file per object, even when nothing is
- * written) under the OS temp dir. On a disk-backed /tmp, creating 500 objects waits on this VM's
- * disk flushes: noise that is the same for all three servers and says nothing about them. tmpfs
- * keeps the same storage code path without it.
- */
-function serverEnv() {
-  if (!process.env.TMPDIR && existsSync(SHM_DIR)) {
-    try {
-      accessSync(SHM_DIR, constants.W_OK);
-      return { ...process.env, TMPDIR: SHM_DIR };
-    } catch {
-      // not writable: keep the default
-    }
-  }
-  return process.env;
-}
-
-/** Starts server.mjs for `server`; resolves with its ready line and a `stop()`. */
-async function startServer(server, vars, { pin, verbose }) {
-  const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}=${v}`]);
-  const argv = [process.execPath, join(HERE, "server.mjs"), "--server", server, ...varArgs];
-  const child = spawnPinned(SERVER_CORE, argv, pin, serverEnv());
-  const stderr = [];
-  lines(child.stderr, (line) => {
-    stderr.push(line);
-    if (stderr.length > 200) stderr.shift();
-    if (verbose) process.stderr.write(`  [${server} server] ${line}\n`);
-  });
-  const exited = new Promise((done) => child.on("exit", (code) => done(code)));
-  const ready = await new Promise((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${server}: server not ready within 30 s`)), 30_000);
-    lines(child.stdout, (line) => {
-      clearTimeout(timer);
-      try {
-        resolveReady(JSON.parse(line));
-      } catch {
-        reject(new Error(`${server}: unexpected server output ${line}`));
-      }
-    });
-    exited.then((code) => reject(new Error(`${server}: server exited (${code}) before ready:\n${stderr.join("\n")}`)));
-  });
-  const stop = async () => {
-    child.stdin.end();
-    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  return { ...ready, stop, stderr };
-}
-
 /** Runs the load generator against `ready`; resolves with its scenario lines. */
 function runLoadgen(config, { pin, label, wallLimitS }) {
   const child = spawnPinned(LOADGEN_CORE, [LOADGEN_BIN], pin);
@@ -178,7 +109,7 @@ function runLoadgen(config, { pin, label, wallLimitS }) {
 // One run of one server
 
 async function benchServer(server, run, profile, opts) {
-  const vars = server.startsWith("edgesignal") ? { ...EDGESIGNAL_VARS, ...opts.vars } : {};
+  const vars = serverVars(server, opts.vars);
   const started = performance.now();
   // Read before the start: whoever rebuilds build/ meanwhile changes later runs, not this one.
   const build = server === "edgesignal" ? buildId() : server === "edgesignal-before" ? buildId(buildDirOf(server)) : undefined;
@@ -370,14 +301,6 @@ function warnings(results) {
     }
   }
   return notes;
-}
-
-function hasTaskset() {
-  return new Promise((ok) => {
-    spawn("taskset", ["-V"], { stdio: "ignore" })
-      .on("error", () => ok(false))
-      .on("exit", (code) => ok(code === 0));
-  });
 }
 
 async function main() {
