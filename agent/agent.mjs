@@ -9,8 +9,10 @@
 // like the web console) and echoes every message it receives on any data channel, and with
 // --video sends a test video track (a moving pattern, 320×240 at 15 fps). Without --token (or
 // EDGESIGNAL_TOKEN) it mints a dev token with scripts/mint-token.mjs (the dev secret of .dev.vars),
-// again before each reconnect. --json prints one JSON object per event on stdout (the browser
-// tests read them); otherwise a line of text. Stops on Ctrl-C, or on a refusal it cannot fix.
+// again before each reconnect. --json prints one JSON object per event on stdout for the browser
+// tests and bench/console-agent.mjs (`at`: ms since the agent started; `epochMs`: the system
+// clock, comparable across processes); otherwise a line of text. Stops on Ctrl-C, or on a
+// refusal it cannot fix.
 
 import { execFileSync } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -34,9 +36,18 @@ const { values: args } = parseArgs({
 });
 
 const started = performance.now();
+/** System clock minus `performance.now()`, to a fraction of a millisecond (`Date.now()` counts
+ * whole ones: the largest difference seen over a couple of its ticks). */
+const wallOffset = (() => {
+  let offset = -Infinity;
+  for (const until = performance.now() + 3; performance.now() < until; ) offset = Math.max(offset, Date.now() - performance.now());
+  return offset;
+})();
 function report(event, fields = {}) {
-  const at = Math.round((performance.now() - started) * 10) / 10;
-  if (args.json) console.log(JSON.stringify({ event, at, ...fields }));
+  const now = performance.now();
+  const at = Math.round((now - started) * 10) / 10;
+  // `epochMs`: the same moment on the system clock, to line events up with other processes'.
+  if (args.json) console.log(JSON.stringify({ event, at, epochMs: now + wallOffset, ...fields }));
   else console.log(`[agent ${at.toFixed(0).padStart(6)} ms] ${event} ${Object.entries(fields).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ")}`);
 }
 

@@ -41,7 +41,7 @@ stage "browser: Chromium pages call through the Worker over a real coturn; the S
 bash browser/netns.sh node --test --test-concurrency=1 browser/test/
 
 # Benchmarks print numbers and assert nothing about speed; they fail only on lost or misrouted
-# frames. Bounded: about a minute together.
+# frames (or a call that does not work). Bounded: about a minute and a half together.
 stage "benchmark: side by side with a thin relay, a plain-JS protocol v1, and that plus v1.1's heartbeat alarm (quick)"
 node bench/side-by-side/run.mjs --quick --servers thin,js-v1,js-v1-alarm,edgesignal
 
@@ -53,5 +53,8 @@ node bench/resume.mjs --quick
 
 stage "benchmark: token verification per algorithm, cold start (quick)"
 node bench/trust.mjs --quick
+
+stage "benchmark: the web console calls the Robot Agent: connect and offer→answer by part (seed 000's 500 / 100 ms targets), 5 calls"
+bash browser/netns.sh node bench/console-agent.mjs --calls 5 --relays 20
 
 stage "all tests passed in $((SECONDS - started))s"

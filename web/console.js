@@ -21,8 +21,9 @@ const MAX_LOG = 400;
 const metrics = {
   /** `connect()` called → `joined`, ms. */
   connectMs: null,
-  /** peerId → {offerSentAt, offerAnswerMs[], startedAt, connectedMs, firstVideoMs, candidatesSent,
-   * candidatesReceived, state, rtt, path, bytesSent, bytesReceived} */
+  /** peerId → {offerSentAt, offerAnswerMs[], lastExchange: {offerSentAt, answerReceivedAt},
+   * startedAt, connectedMs, firstVideoMs, candidatesSent, candidatesReceived, state, rtt, path,
+   * bytesSent, bytesReceived} (times: this page's `performance.now()`) */
   peers: new Map(),
   /** Messages received on data channels: {from, text}. */
   messages: [],
@@ -311,7 +312,9 @@ function onSignal({ peerId, direction, type }) {
   const t = timing(peerId);
   if (direction === "out" && type === "offer") t.offerSentAt = performance.now();
   if (direction === "in" && type === "answer" && t.offerSentAt != null) {
-    t.offerAnswerMs.push(performance.now() - t.offerSentAt);
+    const now = performance.now();
+    t.offerAnswerMs.push(now - t.offerSentAt);
+    t.lastExchange = { offerSentAt: t.offerSentAt, answerReceivedAt: now };
     t.offerSentAt = null;
   }
   if (type === "candidate") t[direction === "out" ? "candidatesSent" : "candidatesReceived"] += 1;
@@ -365,7 +368,7 @@ async function collectStats() {
 function timing(peerId) {
   let t = metrics.peers.get(peerId);
   if (!t) {
-    t = { startedAt: performance.now(), offerSentAt: null, offerAnswerMs: [], connectedMs: null, firstVideoMs: null, candidatesSent: 0, candidatesReceived: 0, state: "new", rtt: null, path: null, bytesSent: 0, bytesReceived: 0 };
+    t = { startedAt: performance.now(), offerSentAt: null, offerAnswerMs: [], lastExchange: null, connectedMs: null, firstVideoMs: null, candidatesSent: 0, candidatesReceived: 0, state: "new", rtt: null, path: null, bytesSent: 0, bytesReceived: 0 };
     metrics.peers.set(peerId, t);
   }
   return t;

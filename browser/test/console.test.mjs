@@ -2,18 +2,19 @@
 // inside the test's own network namespace: two consoles call each other (video both ways and the
 // data channel), one's signaling socket is killed mid-call and the SDK resumes without dropping
 // the call; the console calls the Robot Agent (agent/agent.mjs, a real Node WebRTC peer) and
-// exchanges data-channel messages with it (seed 000 TC1–TC3: connect under 500 ms, SDP
-// offer→answer under 100 ms, the agent receives the offer and every candidate); a bad token shows
-// a readable error. Screenshots go to browser/artifacts/ (look at them).
+// exchanges data-channel messages with it (seed 000 TC1–TC3: the console connects, the agent
+// receives the offer and every candidate and answers); a bad token shows a readable error.
+// Timings are printed, never asserted: the seed's targets (connect under 500 ms, offer→answer
+// under 100 ms) are measured over many calls by bench/console-agent.mjs. Screenshots go to
+// browser/artifacts/ (look at them).
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { launchChromium, requireNetns } from "../lib/chromium.mjs";
+import { agentSignals, consoleState, openConsole as open, startAgent as start, until } from "../lib/console.mjs";
 import { startWorker, uniqueRoom } from "../../miniflare/lib/harness.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -38,26 +39,8 @@ after(async () => {
   await worker?.dispose();
 });
 
-/** `promise`, or a failure after `ms` (the timer never keeps the process alive). */
-const within = (promise, ms, what) =>
-  Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms).unref())]);
-
 /** A console page opened with a fragment (room, token, name), as scripts/dev.sh's link does. */
-async function openConsole(fragment) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 960 } });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  page.errors = errors;
-  await page.goto(`${worker.url.origin}/#${new URLSearchParams(fragment)}`);
-  return page;
-}
-
-/** Waits in the page until `fn(window.edgesignalConsole, arg)` is truthy; returns its value. */
-async function until(page, fn, arg, ms, what) {
-  const handle = await within(page.waitForFunction(fn, arg, { timeout: ms, polling: 20 }), ms + 1000, what);
-  return handle.jsonValue();
-}
+const openConsole = (fragment) => open(browser, worker, fragment);
 
 /** What a console saw and where its connections stand: printed when a wait fails. */
 async function diagnose(page, name) {
@@ -72,19 +55,6 @@ async function diagnose(page, name) {
   );
   console.log(`  ${name}'s console log:\n${lines.join("\n")}\n  ${name}'s connections: ${JSON.stringify(pcs)}`);
 }
-
-const consoleState = (page) =>
-  page.evaluate(() => {
-    const c = window.edgesignalConsole;
-    return {
-      connectMs: c.metrics.connectMs,
-      me: c.client?.peerId ?? null,
-      call: c.call && { state: c.call.state, callId: c.call.callId },
-      peers: Object.fromEntries([...c.metrics.peers].map(([id, t]) => [id, { ...t }])),
-      messages: c.metrics.messages,
-      status: document.getElementById("status").textContent,
-    };
-  });
 
 function token(sub, room) {
   return worker.token({ sub, rooms: [room], ttlSeconds: 3600 });
@@ -154,28 +124,10 @@ test("two consoles: call, answer, video both ways, data channel; a killed signal
   await b.context().close();
 });
 
-/** Starts the Robot Agent in `room`; resolves once it has joined. */
+/** The Robot Agent in `room` (killed after the tests), once it has joined. */
 async function startAgent(room) {
-  const agent = spawn(
-    process.execPath,
-    [join(ROOT, "agent", "agent.mjs"), "--json", "--video", "--url", `ws://${worker.url.host}`, "--room", room, "--token", token("robot", room)],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
+  const agent = await start(worker, room, token("robot", room));
   agents.push(agent);
-  agent.events = [];
-  const waiters = new Set();
-  createInterface({ input: agent.stdout }).on("line", (line) => {
-    const event = JSON.parse(line);
-    agent.events.push(event);
-    for (const w of waiters) if (w.predicate(event)) (waiters.delete(w), w.resolve(event));
-  });
-  /** The first event (past or future) matching `predicate`. */
-  agent.waitFor = (predicate, ms, what) => {
-    const seen = agent.events.find(predicate);
-    if (seen) return Promise.resolve(seen);
-    return within(new Promise((resolve) => waiters.add({ predicate, resolve })), ms, what);
-  };
-  agent.joined = await agent.waitFor((e) => e.event === "joined", 15_000, "the agent joined");
   return agent;
 }
 
@@ -185,7 +137,6 @@ test("the console calls the Robot Agent: it receives the offer and every candida
   const page = await openConsole({ room, token: token("console-carol", room), name: "Carol" });
   // TC1: connect from the console.
   const connectMs = await until(page, () => window.edgesignalConsole.metrics.connectMs, null, 10_000, "the console connected");
-  assert.ok(connectMs < 500, `connect took ${connectMs} ms`);
   // The agent shows up by name; call it.
   const callAgent = page.getByRole("button", { name: "Call Robot Agent" });
   await callAgent.waitFor({ timeout: 10_000 });
@@ -216,7 +167,7 @@ test("the console calls the Robot Agent: it receives the offer and every candida
   await until(page, (id) => window.edgesignalConsole.manager.peers.get(id)?.pc.iceGatheringState === "complete", agentId, 15_000, "gathering complete");
   const sent = (await consoleState(page)).peers[agentId].candidatesSent;
   assert.ok(sent > 0);
-  const received = () => agent.events.filter((e) => e.event === "signal" && e.direction === "in" && e.type === "candidate").length;
+  const received = () => agentSignals(agent, "in", "candidate").length;
   await agent
     .waitFor(() => received() >= sent, 5_000, `all ${sent} candidates at the agent`)
     .catch(() => assert.fail(`the console sent ${sent} candidates, the agent received ${received()}`));
@@ -225,7 +176,7 @@ test("the console calls the Robot Agent: it receives the offer and every candida
   const state = await consoleState(page);
   const toAgent = state.peers[agentId];
   assert.ok(toAgent.offerAnswerMs.length > 0, "the console offered and got an answer");
-  assert.ok(toAgent.offerAnswerMs[0] < 100, `offer→answer took ${toAgent.offerAnswerMs[0]} ms`);
+  assert.equal(agentSignals(agent, "out", "answer").length, 1, "the agent answered the one offer");
   assert.deepEqual(agent.events.filter((e) => e.event === "webrtc_error"), []);
   assert.equal(agent.events.filter((e) => e.event === "echo").length, 2);
   await page.screenshot({ path: join(ARTIFACTS, "console-agent.png") });
