@@ -16,6 +16,8 @@ import { PeerManager, SignalingClient } from "../sdk/src/index.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_LOG = 400;
+/** Characters of a log row's body shown in the row (the tooltip has the whole body). */
+const MAX_LOG_TEXT = 300;
 
 /** What the console measured, for people (the page) and for the browser tests. */
 const metrics = {
@@ -484,10 +486,20 @@ function clock() {
   return new Date().toISOString().slice(11, 23);
 }
 
+/** Rows not yet in the log: they go in once per animation frame, so that logging a frame costs
+ * the socket's message handler (and the signaling behind it) no layout. */
+const pendingLog = [];
+
 function appendLog(li) {
+  pendingLog.push(li);
+  if (pendingLog.length > MAX_LOG) pendingLog.shift();
+  if (pendingLog.length === 1) requestAnimationFrame(flushLog);
+}
+
+function flushLog() {
   const log = $("log");
   const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-  log.append(li);
+  log.append(...pendingLog.splice(0));
   while (log.children.length > MAX_LOG) log.firstElementChild.remove();
   if (stick) log.scrollTop = log.scrollHeight;
 }
@@ -498,7 +510,8 @@ function logRow(level, dir, kind, body) {
   for (const [cls, text] of [["t", clock()], ["dir", dir], ["kind", kind], ["body", body]]) {
     const span = document.createElement("span");
     span.className = cls;
-    span.textContent = text;
+    // A whole SDP is kilobytes on one line: the row shows its start, the tooltip all of it.
+    span.textContent = text.length > MAX_LOG_TEXT ? `${text.slice(0, MAX_LOG_TEXT)}…` : text;
     if (cls === "dir") span.dataset.dir = dir === "←" ? "in" : dir === "→" ? "out" : "";
     li.append(span);
   }
