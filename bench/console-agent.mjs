@@ -2,22 +2,30 @@
 // Benchmark: seed 000's timings (TC1 connect under 500 ms, TC2/TC3 SDP offer→answer under
 // 100 ms) measured where a user sees them: the web console in real Chromium calls the Robot Agent
 // (agent/agent.mjs, Node + libwebrtc) through the Worker in workerd, a fresh page, agent and room
-// per call. Offer→answer is split into its parts on the system clock: the offer's relay to the
-// agent, the agent's answer (libwebrtc), the answer's relay back to the page's main thread, and
-// the page's own handling of that message until the SDK reports the answer (the console's
-// listeners run first). Then the same two relays with the same SDP sizes between two plain
-// WebSocket clients with nothing else running: the service's own share. Prints numbers; asserts nothing about speed (this is where the targets
-// are read, not in a timed test); fails only when a call does not work (no answer, no echo, a
-// candidate lost). Bounded: --calls (at most 50) and --relays (at most 500).
+// per call. Offer→answer is split into its parts on the system clock: the offer's way to the
+// agent, the agent's answer (libwebrtc), the answer's way back to the page's main thread, and the
+// page's own handling of that message until the SDK reports the answer (the console's listeners
+// run first). `--room-split` also splits each way at the room: when this process reads the
+// room's `relay.offer` / `relay.answer` line from workerd's stdout (LOG_LEVEL=debug, which costs
+// the relay a little; the pipe moves a little time from the part before to the part after). Then
+// the same two relays with the same SDP sizes between two plain
+// WebSocket clients with nothing else running. Prints numbers; asserts nothing about speed (this
+// is where the targets are read, not in a timed test); fails only when a call does not work (no
+// answer, no echo, a candidate lost). Bounded: --calls (at most 50) and --relays (at most 500).
 //
-//   bash browser/netns.sh node bench/console-agent.mjs [--calls 10] [--relays 50]
+//   bash browser/netns.sh node bench/console-agent.mjs [--calls 10] [--relays 50] [--room-split]
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { launchChromium, requireNetns } from "../browser/lib/chromium.mjs";
 import { agentSignals, consoleState, openConsole, startAgent, until } from "../browser/lib/console.mjs";
 import { startWorker, uniqueRoom } from "../miniflare/lib/harness.mjs";
 
 const { values } = parseArgs({
-  options: { calls: { type: "string", default: "10" }, relays: { type: "string", default: "50" } },
+  options: {
+    calls: { type: "string", default: "10" },
+    relays: { type: "string", default: "50" },
+    "room-split": { type: "boolean", default: false },
+  },
 });
 const calls = Math.min(Math.max(Number.parseInt(values.calls, 10) || 10, 1), 50);
 const relays = Math.min(Math.max(Number.parseInt(values.relays, 10) || 50, 1), 500);
@@ -28,7 +36,22 @@ const quantile = (samples, q) => {
   const s = [...samples].sort((x, y) => x - y);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 };
-const ms = (x) => x.toFixed(1).padStart(7);
+/** System clock minus `performance.now()` in this process (as the agent and the page do it). */
+const wallOffset = (() => {
+  let offset = -Infinity;
+  for (const until = performance.now() + 3; performance.now() < until; ) offset = Math.max(offset, Date.now() - performance.now());
+  return offset;
+})();
+
+/** When this process read each room's relay lines, by kind ("offer" | "answer"), system clock. */
+const relayLines = { offer: [], answer: [] };
+function watchRelays(worker) {
+  worker.logs.listeners.add(({ json }) => {
+    const kind = json?.event === "relay.offer" ? "offer" : json?.event === "relay.answer" ? "answer" : null;
+    if (kind) relayLines[kind].push({ room: json.room, at: performance.now() + wallOffset });
+  });
+}
+const relayedAt = (kind, room) => relayLines[kind].find((l) => l.room === room)?.at ?? Number.NaN;
 
 /** In the page, before its scripts: when the main thread starts dispatching the socket message
  * that carries the answer (this listener is the socket's first). */
@@ -82,8 +105,12 @@ async function oneCall(worker, browser, i) {
       connect: state.connectMs,
       offerAnswer: t.offerAnswerMs[0],
       toAgent: offerIn.epochMs - offerSent,
+      pageToRoom: relayedAt("offer", room) - offerSent,
+      roomToAgent: offerIn.epochMs - relayedAt("offer", room),
       atAgent: answerOut.epochMs - offerIn.epochMs,
-      toConsole: answerArrived - answerOut.epochMs,
+      toPage: answerArrived - answerOut.epochMs,
+      agentToRoom: relayedAt("answer", room) - answerOut.epochMs,
+      roomToPage: answerArrived - relayedAt("answer", room),
       inPage: t.lastExchange.answerReceivedAt - arrival,
       connected: t.connectedMs,
       candidates: t.candidatesSent,
@@ -113,32 +140,59 @@ async function quietRelays(worker, sizes) {
   return samples;
 }
 
-const worker = await startWorker({ assets: true, bindings: { STUN_SERVERS: "" } });
+const COLUMNS = [
+  ["connect", "connect"],
+  ["offer→answer", "offerAnswer"],
+  ["  to agent", "toAgent"],
+  ["    to room", "pageToRoom"],
+  ["    room→agent", "roomToAgent"],
+  ["  at agent", "atAgent"],
+  ["  to page", "toPage"],
+  ["    to room", "agentToRoom"],
+  ["    room→page", "roomToPage"],
+  ["  in page", "inPage"],
+  ["connected", "connected"],
+];
+const ms = (x) => (Number.isNaN(x) ? "–" : x.toFixed(1));
+
+/** Jiffies of all CPUs from /proc/stat: total and stolen (time the VM's host gave to others). */
+function cpuTicks() {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+}
+
+const roomSplit = values["room-split"];
+const worker = await startWorker({ assets: true, bindings: { STUN_SERVERS: "", ...(roomSplit ? { LOG_LEVEL: "debug" } : {}) } });
+watchRelays(worker);
+const columns = COLUMNS.filter(([, key]) => roomSplit || !["pageToRoom", "roomToAgent", "agentToRoom", "roomToPage"].includes(key));
 let browser;
 try {
   browser = await launchChromium();
   const results = [];
-  console.log(`console → Robot Agent, ${calls} calls (a fresh page, agent and room each), ms; offer→answer = to agent + at agent + to console + in page`);
-  console.log("   call  connect  offer→answer  to agent  at agent  to console  in page  connected  candidates");
-  for (let i = 1; i <= calls; i++) {
-    const r = await oneCall(worker, browser, i);
-    results.push(r);
-    console.log(`  ${String(i).padStart(5)}  ${ms(r.connect)}  ${ms(r.offerAnswer).padStart(12)}  ${ms(r.toAgent).padStart(8)}  ${ms(r.atAgent).padStart(8)}  ${ms(r.toConsole).padStart(10)}  ${ms(r.inPage)}  ${ms(r.connected).padStart(9)}  ${String(r.candidates).padStart(10)}`);
-  }
+  console.log(`console → Robot Agent, ${calls} calls (a fresh page, agent and room each), ms; offer→answer = the parts below it`);
+  console.log(`  ${"call".padEnd(14)}${Array.from({ length: calls }, (_, i) => String(i + 1).padStart(7)).join("")}`);
+  const before = cpuTicks();
+  for (let i = 1; i <= calls; i++) results.push(await oneCall(worker, browser, i));
+  const after = cpuTicks();
   await browser.close();
   browser = undefined;
+  for (const [label, key] of [...columns, ["candidates", "candidates"]]) {
+    console.log(`  ${label.padEnd(14)}${results.map((r) => (key === "candidates" ? String(r[key]) : ms(r[key])).padStart(7)).join("")}`);
+  }
+  const steal = (after.steal - before.steal) / Math.max(1, after.total - before.total);
+  console.log(`  CPU stolen by the VM's host during the calls: ${(steal * 100).toFixed(0)}%${steal > 0.05 ? " (a noisy machine: compare runs with care)" : ""}`);
   const sizes = results.at(-1).sizes;
   const quiet = await quietRelays(worker, sizes);
-  const col = (key) => results.map((r) => r[key]);
-  console.log("                   p50      p95      max   target  calls within");
-  for (const [label, key] of [["connect", "connect"], ["offer→answer", "offerAnswer"], ["  to agent", "toAgent"], ["  at agent", "atAgent"], ["  to console", "toConsole"], ["  in page", "inPage"]]) {
-    const xs = col(key);
+  console.log(`  ${"".padEnd(14)}${["p50", "p95", "max", "target", "within"].map((h) => h.padStart(8)).join("")}`);
+  for (const [label, key] of columns) {
+    const xs = results.map((r) => r[key]).filter((x) => !Number.isNaN(x));
     const target = TARGETS[key];
-    const within = target ? `${String(target).padStart(6)}  ${xs.filter((x) => x < target).length}/${xs.length}` : "";
-    console.log(`  ${label.padEnd(13)} ${ms(quantile(xs, 0.5))}  ${ms(quantile(xs, 0.95))}  ${ms(Math.max(...xs))}  ${within}`);
+    const cells = [quantile(xs, 0.5), quantile(xs, 0.95), Math.max(...xs)].map(ms);
+    if (target) cells.push(String(target), `${xs.filter((x) => x < target).length}/${xs.length}`);
+    console.log(`  ${label.padEnd(14)}${cells.map((c) => c.padStart(8)).join("")}`);
   }
   console.log(
-    `  the same two relays (offer ${sizes.offer} B → answer ${sizes.answer} B) between two ws clients, nothing else running, ${relays} rounds: ` +
+    `  the same two relays${roomSplit ? " (LOG_LEVEL=debug)" : ""} (offer ${sizes.offer} B → answer ${sizes.answer} B) between two ws clients, nothing else running, ${relays} rounds: ` +
       `p50 ${quantile(quiet, 0.5).toFixed(2)} ms, p95 ${quantile(quiet, 0.95).toFixed(2)} ms, max ${Math.max(...quiet).toFixed(2)} ms`,
   );
 } finally {

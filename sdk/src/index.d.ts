@@ -124,6 +124,7 @@ export declare class PeerManager extends EventTarget {
   close(peerId: string): void;
   /** Events: `track` {peerId, track, streams}, `datachannel` {peerId, channel},
    * `connectionstatechange` {peerId, state}, `error` {peerId, error}, `signal`
-   * {peerId, direction: "out" | "in", type: "offer" | "answer" | "candidate"}. */
+   * {peerId, direction: "out" | "in", type: "offer" | "answer" | "candidate"} (sent: just before
+   * it goes to the socket; received: as it arrives, before it is applied). */
   addEventListener(type: string, listener: (event: CustomEvent<any>) => void, options?: boolean | AddEventListenerOptions): void;
 }

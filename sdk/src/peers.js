@@ -11,7 +11,8 @@
 // Events: `track` {peerId, track, streams}, `datachannel` {peerId, channel},
 // `connectionstatechange` {peerId, state}, `error` {peerId, error}, and `signal`
 // {peerId, direction: "out"|"in", type: "offer"|"answer"|"candidate"} for every description and
-// candidate sent or received (timings, counting candidates).
+// candidate sent (just before it goes to the socket) or received (as it arrives, before it is
+// applied): timings, counting candidates.
 
 export class PeerManager extends EventTarget {
   /**
@@ -62,15 +63,15 @@ export class PeerManager extends EventTarget {
         if (!this.initiate || pc.signalingState !== "stable") return;
         try {
           await setLocal(pc);
-          this.client.offer(peerId, pc.localDescription.sdp, peer.callId);
           this.#emit("signal", { peerId, direction: "out", type: "offer" });
+          this.client.offer(peerId, pc.localDescription.sdp, peer.callId);
         } catch (error) {
           this.#emit("error", { peerId, error });
         }
       });
     pc.onicecandidate = ({ candidate }) => {
-      this.client.candidate(peerId, candidate, peer.callId);
       if (candidate?.candidate) this.#emit("signal", { peerId, direction: "out", type: "candidate" });
+      this.client.candidate(peerId, candidate, peer.callId);
     };
     pc.oniceconnectionstatechange = () => {
       if (pc.iceConnectionState === "failed") pc.restartIce();
@@ -109,8 +110,8 @@ export class PeerManager extends EventTarget {
         await setRemote(pc, { type, sdp }, collision);
         if (type === "offer") {
           await setLocal(pc);
-          this.client.answer(from, pc.localDescription.sdp, peer.callId);
           this.#emit("signal", { peerId: from, direction: "out", type: "answer" });
+          this.client.answer(from, pc.localDescription.sdp, peer.callId);
         }
       } else if (type === "candidate") {
         try {
