@@ -17,7 +17,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { launchChromium, requireNetns } from "../browser/lib/chromium.mjs";
-import { agentSignals, consoleState, openConsole, startAgent, until } from "../browser/lib/console.mjs";
+import { agentSignals, consoleState, openConsole, startAgent, until, wallClockOffset } from "../browser/lib/console.mjs";
 import { startWorker, uniqueRoom } from "../miniflare/lib/harness.mjs";
 
 const { values } = parseArgs({
@@ -36,12 +36,7 @@ const quantile = (samples, q) => {
   const s = [...samples].sort((x, y) => x - y);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 };
-/** System clock minus `performance.now()` in this process (as the agent and the page do it). */
-const wallOffset = (() => {
-  let offset = -Infinity;
-  for (const until = performance.now() + 3; performance.now() < until; ) offset = Math.max(offset, Date.now() - performance.now());
-  return offset;
-})();
+const wallOffset = wallClockOffset();
 
 /** When this process read each room's relay lines, by kind ("offer" | "answer"), system clock. */
 const relayLines = { offer: [], answer: [] };

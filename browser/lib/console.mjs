@@ -1,6 +1,6 @@
 // Driving the web console (web/, served by the Worker's `[assets]`) and the Robot Agent
-// (agent/agent.mjs) from Node: what browser/test/console.test.mjs and bench/console-agent.mjs
-// share. Everything waits on events (the page's state, the agent's JSON lines), never on sleeps.
+// (agent/agent.mjs) from Node: what the browser tests and bench/console-agent.mjs share.
+// Everything waits on events (the page's state, the agent's JSON lines), never on sleeps.
 
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -8,6 +8,18 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/**
+ * The system clock minus `performance.now()`, to a fraction of a millisecond: the largest
+ * difference over a couple of ticks of `Date.now()`, which counts whole milliseconds. Self-
+ * contained, so it runs in Node and, through `page.evaluate`, in a page: adding it to either's
+ * `performance.now()` times makes them comparable (as the agent's `epochMs`).
+ */
+export function wallClockOffset() {
+  let offset = -Infinity;
+  for (const until = performance.now() + 3; performance.now() < until; ) offset = Math.max(offset, Date.now() - performance.now());
+  return offset;
+}
 
 /** `promise`, or a failure after `ms` (the timer never keeps the process alive). */
 export const within = (promise, ms, what) =>
@@ -35,8 +47,8 @@ export async function until(page, fn, arg, ms, what) {
 }
 
 /** What a console knows: its own peer id, the call, and per remote peer its timings and stats. */
-export const consoleState = (page) =>
-  page.evaluate(() => {
+export const consoleState = async (page) => ({
+  ...(await page.evaluate(() => {
     const c = window.edgesignalConsole;
     return {
       connectMs: c.metrics.connectMs,
@@ -45,16 +57,11 @@ export const consoleState = (page) =>
       peers: Object.fromEntries([...c.metrics.peers].map(([id, t]) => [id, { ...t }])),
       messages: c.metrics.messages,
       status: document.getElementById("status").textContent,
-      // The system clock minus `performance.now()`, so the page's times compare with other
-      // processes' (as the agent's `epochMs`): the largest difference over a couple of ticks of
-      // `Date.now()`, which counts whole milliseconds.
-      wallOffset: (() => {
-        let offset = -Infinity;
-        for (const until = performance.now() + 3; performance.now() < until; ) offset = Math.max(offset, Date.now() - performance.now());
-        return offset;
-      })(),
     };
-  });
+  })),
+  // The page's clock against the system clock, so its times compare with other processes'.
+  wallOffset: await page.evaluate(wallClockOffset),
+});
 
 /**
  * Starts the Robot Agent (`--json --video`) in `room` with `token`; resolves once it has joined.

@@ -11,6 +11,7 @@ import { createServer } from "node:http";
 import { dirname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { launchChromium, requireNetns } from "../lib/chromium.mjs";
+import { within } from "../lib/console.mjs";
 import { startWorker, uniqueRoom } from "../../miniflare/lib/harness.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -52,10 +53,6 @@ async function page() {
   return p;
 }
 
-/** `promise`, or a failure after `ms` (the timer never keeps the process alive). */
-const within = (promise, ms, what) =>
-  Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms).unref())]);
-
 test("glare is resolved by the server's roles, and a killed signaling socket does not drop the call", { timeout: 90_000 }, async () => {
   const room = uniqueRoom("sdk-browser");
   const url = `ws://${worker.url.host}`;
@@ -71,6 +68,13 @@ test("glare is resolved by the server's roles, and a killed signaling socket doe
   assert.ok(ra.width > 0 && rb.width > 0);
   assert.deepEqual([ra.polite, rb.polite], [true, false], "the earlier peer is polite");
   assert.deepEqual([...ra.errors, ...rb.errors], []);
+  // Every offer, answer and candidate sent was reported by a `signal` event just before it went
+  // to the socket (so a sender's timestamp never follows the receiver's).
+  for (const { order } of [ra, rb]) {
+    const sends = order.flatMap((entry, i) => (entry.startsWith("send ") ? [[order[i - 1], entry]] : []));
+    assert.ok(sends.some(([, s]) => s === "send offer" || s === "send answer") && sends.some(([, s]) => s === "send candidate"), JSON.stringify(order));
+    for (const [before, entry] of sends) assert.equal(before, entry.replace("send", "signal"), JSON.stringify(order));
+  }
   // Kill A's signaling mid-call; the SDK resumes; a renegotiation opens a channel.
   const gotExtra = b.evaluate(
     () =>
