@@ -100,6 +100,12 @@ test("two consoles: call, answer, video both ways, data channel; a killed signal
   assert.match(toBob.path, /^host ↔ host \(udp\)$/);
   assert.ok(toBob.bytesReceived > 0 && toBob.bytesSent > 0);
   await a.screenshot({ path: join(ARTIFACTS, "console-call.png") });
+  // The event log shows the start of a long frame (a relayed SDP), and its tooltip all of it.
+  const longRows = await b.locator("#log li").evaluateAll((rows) =>
+    rows.map((li) => ({ body: li.querySelector(".body").textContent, title: li.title })).filter((row) => row.title.length > 300),
+  );
+  assert.ok(longRows.some((row) => row.title.includes('"type":"offer"')), "the relayed offer was logged");
+  for (const { body, title } of longRows) assert.equal(body, `${title.slice(0, 300)}…`);
   console.log(
     `  console↔console: connect ${sa.connectMs.toFixed(1)} / ${sb.connectMs.toFixed(1)} ms; offer→answer ${(toBob.offerAnswerMs[0] ?? (await consoleState(b)).peers[sa.me].offerAnswerMs[0]).toFixed(1)} ms; ` +
       `connected after ${toBob.connectedMs.toFixed(0)} ms; first video frame after ${toBob.firstVideoMs.toFixed(0)} ms (from call accepted)`,
